@@ -1,0 +1,272 @@
+"""An OpenAI-compatible HTTP server for the fine-tuning read endpoints, backed by a `FineTuningWorld`.
+
+Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says. Routes under
+`/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+from fake_openai.world import FineTuningWorld, UnknownCursor, UnknownJob
+
+JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
+JOB_LIST_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)/(checkpoints|events)$")
+DEFAULT_LIMITS = {"jobs": 20, "checkpoints": 10, "events": 20}
+MISBEHAVIOURS = ("repeat_cursor", "empty_page", "html", "no_data", "data_not_list")
+
+
+class ApiError(Exception):
+    """An error answered with an OpenAI `ErrorResponse` body."""
+
+    def __init__(self, status: int, message: str, type_: str, param: Optional[str] = None,
+                 code: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class SandboxStats:
+    """Requests per route (`GET /v1/fine_tuning/jobs/{id}/checkpoints`), per path, and peak concurrency."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_route: Counter[str] = Counter()
+        self.by_path: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    def enter(self, route: str, path: str) -> None:
+        with self._lock:
+            self.by_route[route] += 1
+            self.by_path[path] += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_route.clear()
+            self.by_path.clear()
+            self.peak_in_flight = self.in_flight
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_route.values())
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._lock:
+            return {
+                "total": sum(self.by_route.values()),
+                "by_route": dict(self.by_route),
+                "by_path": dict(self.by_path),
+                "peak_in_flight": self.peak_in_flight,
+            }
+
+
+def _route_of(path: str) -> str:
+    if path == "/v1/fine_tuning/jobs":
+        return "GET /v1/fine_tuning/jobs"
+    match = JOB_LIST_ROUTE.match(path)
+    if match:
+        return f"GET /v1/fine_tuning/jobs/{{id}}/{match.group(2)}"
+    if JOB_ROUTE.match(path):
+        return "GET /v1/fine_tuning/jobs/{id}"
+    return "GET " + path
+
+
+class SandboxServer:
+    """A running sandbox: `start()` binds 127.0.0.1 on a free port (or `port`) in a thread.
+
+    Args:
+        world: The data served.
+        api_key: The only Bearer token accepted.
+        port: 0 picks a free port.
+        latency: Seconds added to every `/v1` response.
+    """
+
+    def __init__(self, world: Optional[FineTuningWorld] = None, api_key: str = "sk-sandbox",
+                 port: int = 0, latency: float = 0.0, host: str = "127.0.0.1") -> None:
+        self.world = world if world is not None else FineTuningWorld()
+        self.api_key = api_key
+        self.latency = latency
+        self.stats = SandboxStats()
+        # route suffix ("jobs", "checkpoints", "events") -> misbehaviour name
+        self.misbehave: Dict[str, str] = {}
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a client uses as OpenAI base URL."""
+        return self.root_url + "/v1"
+
+    def start(self) -> "SandboxServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---- request handling --------------------------------------------------------------------
+
+    def handle_api(self, path: str, query: Dict[str, str], headers: Any) -> Tuple[int, Any]:
+        """Answers one `/v1` GET; returns (status, JSON body or raw bytes)."""
+        if headers.get("Authorization") != f"Bearer {self.api_key}":
+            raise ApiError(401, "Incorrect API key provided.", "invalid_request_error",
+                           code="invalid_api_key")
+        if path == "/v1/fine_tuning/jobs":
+            return 200, self._list("jobs", self.world.list_jobs, query)
+        match = JOB_LIST_ROUTE.match(path)
+        if match:
+            job_id, kind = match.groups()
+            lister = self.world.list_checkpoints if kind == "checkpoints" else self.world.list_events
+            return 200, self._list(kind, lambda a, n: lister(job_id, a, n), query)
+        match = JOB_ROUTE.match(path)
+        if match:
+            return 200, self.world.get_job(match.group(1))
+        raise ApiError(404, f"Invalid URL (GET {path})", "invalid_request_error")
+
+    def _list(self, kind: str, lister: Any, query: Dict[str, str]) -> Any:
+        raw_limit = query.get("limit", str(DEFAULT_LIMITS[kind]))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise ApiError(400, f"Invalid 'limit': integer between 1 and 100 expected, got "
+                           f"{raw_limit!r}.", "invalid_request_error", param="limit",
+                           code="integer_out_of_range")
+        after = query.get("after")
+        try:
+            items, has_more = lister(after, limit)
+        except UnknownCursor:
+            raise ApiError(400, f"Invalid 'after': no such object {after!r}.",
+                           "invalid_request_error", param="after") from None
+        mode = self.misbehave.get(kind)
+        if mode == "html":
+            return b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        if mode == "empty_page":
+            items, has_more = [], True
+        elif mode == "repeat_cursor" and after is not None:
+            items, has_more = lister(None, limit)[0], True  # page 1 again: a cursor loop
+        body: Dict[str, Any] = {"object": "list", "data": items, "has_more": has_more}
+        if kind == "checkpoints":
+            body["first_id"] = items[0]["id"] if items else None
+            body["last_id"] = items[-1]["id"] if items else None
+        if mode == "no_data":
+            del body["data"]
+        elif mode == "data_not_list":
+            body["data"] = {"items": items}
+        return body
+
+    def handle_control(self, method: str, path: str, query: Dict[str, str]) -> Any:
+        """`/_sandbox/...`: stats, time, latency, misbehaviour."""
+        world = self.world
+        if path == "/_sandbox/stats":
+            return self.stats.snapshot()
+        if path == "/_sandbox/reset_stats":
+            self.stats.reset()
+            return {"ok": True}
+        if path == "/_sandbox/advance":
+            world.advance(int(query.get("seconds", "3600")), int(query.get("checkpoints", "2")),
+                          finish=query.get("finish") == "true")
+            return {"now": world.now}
+        if path == "/_sandbox/finish":
+            return {"finished": world.finish_running_jobs()}
+        if path == "/_sandbox/jobs" and method == "POST":
+            return world.add_job(status=query.get("status", "running"),
+                                 checkpoints=int(query.get("checkpoints", "3")))
+        if path == "/_sandbox/latency":
+            self.latency = float(query.get("ms", "0")) / 1000
+            return {"latency_ms": self.latency * 1000}
+        if path == "/_sandbox/truth":
+            return {"jobs": world.truth_jobs(), "checkpoints": world.truth_checkpoints()}
+        raise ApiError(404, f"Unknown control {path}", "invalid_request_error")
+
+
+def _make_handler(sandbox: SandboxServer) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
+        server_version = "fake-openai"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # quiet: tests and benchmarks count requests through stats instead
+
+        def _send(self, status: int, body: Any) -> None:
+            if isinstance(body, bytes):
+                payload, ctype = body, "text/html"
+            else:
+                payload, ctype = json.dumps(body).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _dispatch(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            try:
+                if parts.path.startswith("/_sandbox/"):
+                    self._send(200, sandbox.handle_control(method, parts.path, query))
+                    return
+                sandbox.stats.enter(_route_of(parts.path), parts.path)
+                try:
+                    if sandbox.latency:
+                        time.sleep(sandbox.latency)
+                    if method != "GET":
+                        raise ApiError(405, f"Method {method} not allowed", "invalid_request_error")
+                    self._send(*sandbox.handle_api(parts.path, query, self.headers))
+                finally:
+                    sandbox.stats.leave()
+            except ApiError as error:
+                self._send(error.status, error.body)
+            except UnknownJob as error:
+                self._send(404, ApiError(404, f"Could not find fine-tune: {error.args[0]}",
+                                         "invalid_request_error", param="fine_tune_id",
+                                         code="fine_tune_not_found").body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._dispatch("POST")
+
+    return Handler
+
+
+def start_sandbox(seed: int = 0, jobs: int = 12, max_checkpoints: int = 8, **kwargs: Any) -> SandboxServer:
+    """Generates a world from `seed` and serves it on a free 127.0.0.1 port."""
+    world = FineTuningWorld(seed=seed, jobs=jobs, max_checkpoints=max_checkpoints)
+    return SandboxServer(world, **kwargs).start()

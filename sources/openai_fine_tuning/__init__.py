@@ -1,0 +1,169 @@
+"""A dlt source of OpenAI fine-tuning jobs and their checkpoints, loaded incrementally per job.
+
+Example:
+    >>> import dlt
+    >>> from sources.openai_fine_tuning import openai_fine_tuning
+    >>> pipeline = dlt.pipeline("openai_fine_tuning", destination="duckdb",
+    ...                         dataset_name="openai_fine_tuning")
+    >>> pipeline.run(openai_fine_tuning())
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.extract.resource import DltResource
+
+from .client import FineTuningApi, redact_url
+from .errors import ConfigurationError
+from .ledger import JobLedger
+from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
+from .settings import (
+    CHECKPOINT_METRICS,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_ORGANIZATION,
+    ENV_PROJECT,
+    JOB_JSON_FIELDS,
+    JOB_TIMESTAMP_FIELDS,
+    MAX_PAGE_SIZE,
+)
+
+__all__ = ["openai_fine_tuning", "FineTuningApi", "redact_url"]
+
+LEDGER_KEY = "jobs_ledger"
+
+_TEXT = {"data_type": "text", "nullable": True}
+_ID = {"data_type": "text", "nullable": False, "primary_key": True}
+_TIMESTAMP = {"data_type": "timestamp", "timezone": True, "nullable": True}
+
+CHECKPOINT_COLUMNS: TTableSchemaColumns = {
+    "id": _ID,
+    "created_at": {**_TIMESTAMP, "nullable": False},
+    "fine_tuned_model_checkpoint": _TEXT,
+    "fine_tuning_job_id": _TEXT,
+    "step_number": {"data_type": "bigint", "nullable": True},
+    "object": _TEXT,
+    **{f"metrics__{name}": {"data_type": "double", "nullable": True} for name in CHECKPOINT_METRICS},
+}  # type: ignore[assignment]
+
+JOB_COLUMNS: TTableSchemaColumns = {
+    "id": _ID,
+    **{name: _TIMESTAMP for name in JOB_TIMESTAMP_FIELDS},
+    **{name: {"data_type": "json", "nullable": True} for name in JOB_JSON_FIELDS},
+    **{name: _TEXT for name in ("status", "model", "fine_tuned_model", "organization_id")},
+    **{name: _TEXT for name in ("training_file", "validation_file", "object")},
+    "trained_tokens": {"data_type": "bigint", "nullable": True},
+    "seed": {"data_type": "bigint", "nullable": True},
+}  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """A job to read on this run, with the ledger that records what was loaded of it."""
+
+    job: Dict[str, Any]
+    ledger: JobLedger
+
+
+def _setting(value: Optional[str], env_var: str) -> Optional[str]:
+    """The dlt config value, else the OpenAI SDK's environment variable; blank counts as unset."""
+    value = value or os.environ.get(env_var)
+    return value.strip() if value and value.strip() else None
+
+
+@dlt.source(name="openai_fine_tuning")
+def openai_fine_tuning(
+    api_key: Optional[str] = dlt.secrets.value,
+    base_url: Optional[str] = dlt.config.value,
+    organization: Optional[str] = dlt.config.value,
+    project: Optional[str] = dlt.config.value,
+    job_ids: Optional[List[str]] = dlt.config.value,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> Sequence[DltResource]:
+    """Fine-tuning jobs and their checkpoints of one OpenAI organization (or compatible server).
+
+    Args:
+        api_key: API key; falls back to `OPENAI_API_KEY`.
+        base_url: API root, default `https://api.openai.com/v1`; falls back to `OPENAI_BASE_URL`.
+        organization: `OpenAI-Organization` header; falls back to `OPENAI_ORG_ID`.
+        project: `OpenAI-Project` header; falls back to `OPENAI_PROJECT_ID`.
+        job_ids: Only these jobs (each fetched by id); all jobs when empty.
+        page_size: Items per list request, 1..100.
+        max_attempts: Attempts per request, retries included.
+        request_timeout: Seconds to wait for each response.
+
+    Returns:
+        The `jobs` and `checkpoints` resources, both merged on `id`.
+    """
+    key = _setting(api_key, ENV_API_KEY)
+    if key is None:
+        raise ConfigurationError(
+            "No OpenAI API key: set sources.openai_fine_tuning.api_key in .dlt/secrets.toml"
+            f" or the {ENV_API_KEY} environment variable"
+        )
+    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ConfigurationError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}"
+            " (sources.openai_fine_tuning.page_size)"
+        )
+    if max_attempts < 1:
+        raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
+    if request_timeout <= 0:
+        raise ConfigurationError(f"request_timeout must be positive, got {request_timeout!r}")
+    if isinstance(job_ids, str):
+        job_ids = [job_ids]
+    if job_ids and not all(isinstance(j, str) and j.strip() for j in job_ids):
+        raise ConfigurationError(f"job_ids must be a list of job id strings, got {job_ids!r}")
+    api = FineTuningApi(
+        api_key=key,
+        base_url=_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL,
+        organization=_setting(organization, ENV_ORGANIZATION),
+        project=_setting(project, ENV_PROJECT),
+        page_size=page_size,
+        max_attempts=max_attempts,
+        request_timeout=request_timeout,
+    )
+    wanted = [j.strip() for j in job_ids or ()]
+
+    @dlt.resource(name="jobs_to_read", selected=False)
+    def jobs_to_read() -> Iterator[JobTask]:
+        ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}))
+        listing = iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
+        for job in listing:
+            yield JobTask(job, ledger)
+
+    @dlt.transformer(
+        data_from=jobs_to_read,
+        name="jobs",
+        write_disposition="merge",
+        primary_key="id",
+        columns=JOB_COLUMNS,
+    )
+    def jobs(task: JobTask) -> Iterator[Dict[str, Any]]:
+        """Every fine-tuning job; a row is written again only when the job changed."""
+        if task.ledger.job_changed(task.job):
+            yield job_row(task.job)
+
+    @dlt.transformer(
+        data_from=jobs_to_read,
+        name="checkpoints",
+        write_disposition="merge",
+        primary_key="id",
+        columns=CHECKPOINT_COLUMNS,
+    )
+    def checkpoints(task: JobTask) -> Iterator[List[Dict[str, Any]]]:
+        """Every checkpoint of every job, read incrementally per job."""
+        yield from iter_new_checkpoints(api, task.ledger, task.job)
+
+    return jobs, checkpoints

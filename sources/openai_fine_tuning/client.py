@@ -1,0 +1,242 @@
+"""HTTP access to the fine-tuning endpoints: one retrying session, paging, and errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Dict, Iterator, List, Optional
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FineTuningSourceError,
+    JobNotFoundError,
+    UpstreamError,
+)
+from .paginator import OpenAICursorPaginator, endpoint_of
+from .settings import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_REQUEST_TIMEOUT,
+    JOBS_PATH,
+    MAX_RETRY_DELAY,
+    RETRY_STATUSES,
+)
+
+USER_AGENT = "dlt-openai-fine-tuning/0.1"
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and with secret-looking query values masked."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return sanitize_url(url)
+
+
+def _first_bytes(response: requests.Response, limit: int = 80) -> str:
+    text = response.content[:limit].decode("utf-8", errors="replace")
+    return " ".join(text.split())
+
+
+def _api_message(response: requests.Response) -> str:
+    """The `error.message` of an OpenAI error body, else the body's first bytes."""
+    try:
+        message = response.json()["error"]["message"]
+        if isinstance(message, str):
+            return message
+    except (ValueError, KeyError, TypeError):
+        pass
+    return _first_bytes(response)
+
+
+def _error_for(response: requests.Response) -> FineTuningSourceError:
+    """The user-facing error for a final (not retried) 4xx answer."""
+    status, endpoint = response.status_code, endpoint_of(response)
+    if status == 401:
+        # The API's own 401 message echoes part of the key: never repeat it.
+        return AuthenticationError(
+            f"The API rejected the key (401 Unauthorized) at {endpoint}: check"
+            " sources.openai_fine_tuning.api_key or OPENAI_API_KEY"
+        )
+    if status == 403:
+        return AuthenticationError(
+            f"Access denied (403 Forbidden) at {endpoint}: the key has no access to the"
+            f" configured organization or project ({_api_message(response)})"
+        )
+    return UpstreamError(f"{endpoint} answered {status}: {_api_message(response)}", status=status)
+
+
+class OpenAIRestClient(RESTClient):
+    """dlt's REST client that checks each page against the OpenAI list envelope.
+
+    The body is parsed once and kept on the response for the paginator.
+    """
+
+    def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise UpstreamError(
+                f"{endpoint_of(response)} answered {response.status_code} with a non-JSON body"
+                f" ({response.headers.get('Content-Type', 'no content type')}):"
+                f" {_first_bytes(response)!r}"
+            ) from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            what = "no 'data' list" if data is None else f"'data' of type {type(data).__name__}"
+            raise UpstreamError(f"{endpoint_of(response)} answered a list with {what}")
+        response.openai_body = body  # type: ignore[attr-defined]
+        return data
+
+
+class FineTuningApi:
+    """The fine-tuning endpoints of one OpenAI-compatible server.
+
+    Args:
+        api_key: Bearer token.
+        base_url: e.g. `https://api.openai.com/v1`.
+        organization: Sent as `OpenAI-Organization` when set.
+        project: Sent as `OpenAI-Project` when set.
+        page_size: `limit` of every list request (1..100).
+        max_attempts: Attempts per request, retries included.
+        request_timeout: Seconds to wait for a response.
+        max_connections: Size of the keep-alive connection pool.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        organization: Optional[str] = None,
+        project: Optional[str] = None,
+        page_size: int = 100,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+        max_connections: int = 8,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"Invalid base URL {redact_url(base_url)!r}: expected http(s)://host[:port]/path"
+                " (sources.openai_fine_tuning.base_url or OPENAI_BASE_URL)"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
+        self.max_attempts = max_attempts
+        self._lock = threading.Lock()
+        self.requests_made = 0
+        headers = {"User-Agent": USER_AGENT}
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        if project:
+            headers["OpenAI-Project"] = project
+        session = Client(
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            raise_for_status=False,
+            status_codes=RETRY_STATUSES,
+            request_max_attempts=max_attempts,
+            request_backoff_factor=backoff_factor,
+            request_max_retry_delay=MAX_RETRY_DELAY,
+            respect_retry_after_header=True,
+        ).session
+        self._rest = OpenAIRestClient(
+            base_url=self.base_url,
+            headers=headers,
+            auth=BearerTokenAuth(api_key),
+            paginator=OpenAICursorPaginator(),
+            data_selector="data",
+            session=session,
+        )
+        self._hooks = {"response": [self._count, self._raise_for_status]}
+
+    # ---- hooks (run for every attempt, retries included) --------------------------------------
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.requests_made += 1
+
+    @staticmethod
+    def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if response.status_code < 400:
+            return
+        if response.status_code in RETRY_STATUSES:
+            # an HTTPError is what dlt's retrying session retries on
+            raise requests.HTTPError(response=response)
+        raise _error_for(response)
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def endpoint(self, path: str) -> str:
+        """`GET /v1/<path>`: how messages name a request, without host or credentials."""
+        return f"GET {urlsplit(self.base_url).path}/{path}"
+
+    def _failure(self, path: str, error: requests.RequestException) -> UpstreamError:
+        endpoint = self.endpoint(path)
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            response = error.response
+            return UpstreamError(
+                f"{endpoint} failed after {self.max_attempts} attempts: last answer"
+                f" {response.status_code} {_api_message(response)}"
+            )
+        if isinstance(error, requests.Timeout):
+            reason = "timed out"
+        elif "refused" in str(error).lower():
+            reason = "connection refused"
+        else:
+            reason = type(error).__name__
+        return UpstreamError(
+            f"{endpoint} failed after {self.max_attempts} attempts: {reason}"
+            f" ({redact_url(self.base_url)})"
+        )
+
+    def iter_pages(self, path: str) -> Iterator[List[Dict[str, Any]]]:
+        """Pages of a list endpoint, newest first; stop consuming to stop requesting."""
+        try:
+            yield from self._rest.paginate(
+                path, params={"limit": self.page_size}, hooks=dict(self._hooks)
+            )
+        except requests.RequestException as error:
+            raise self._failure(path, error) from None
+
+    def iter_job_pages(self) -> Iterator[List[Dict[str, Any]]]:
+        return self.iter_pages(JOBS_PATH)
+
+    def iter_checkpoint_pages(self, job_id: str) -> Iterator[List[Dict[str, Any]]]:
+        return self.iter_pages(f"{JOBS_PATH}/{quote(job_id, safe='')}/checkpoints")
+
+    def get_job(self, job_id: str) -> Dict[str, Any]:
+        """One job; `JobNotFoundError` naming it when the API does not know it."""
+        path = f"{JOBS_PATH}/{quote(job_id, safe='')}"
+        try:
+            response = self._rest.get(path, hooks=dict(self._hooks))
+        except UpstreamError as error:
+            if error.status == 404:
+                raise JobNotFoundError(
+                    f"Fine-tuning job {job_id!r} was not found (404) for this key and"
+                    " organization: check --job / sources.openai_fine_tuning.job_ids"
+                ) from None
+            raise
+        except requests.RequestException as error:
+            raise self._failure(path, error) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise UpstreamError(
+                f"GET {urlsplit(response.url).path} answered {response.status_code} with a"
+                f" non-JSON body: {_first_bytes(response)!r}"
+            ) from None
+        if not isinstance(body, dict) or body.get("id") != job_id:
+            raise UpstreamError(f"GET {urlsplit(response.url).path} answered no job {job_id!r}")
+        return body

@@ -1,0 +1,47 @@
+"""Errors a user of the source sees. Each message is one line and never contains a secret.
+
+`exit_code` is what the `openai-ft` command exits with (see the README's exit codes).
+"""
+
+from typing import Optional
+
+
+class FineTuningSourceError(Exception):
+    """Base of every error this source raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigurationError(FineTuningSourceError):
+    """Missing or invalid configuration: key, base URL, page size, job ids."""
+
+    exit_code = 2
+
+
+class AuthenticationError(FineTuningSourceError):
+    """The API rejected the key (401) or denied access to the organization or project (403)."""
+
+    exit_code = 3
+
+
+class UpstreamError(FineTuningSourceError):
+    """The API (or something in front of it) failed or answered what the contract does not allow.
+
+    Args:
+        message: One line for the user.
+        status: The HTTP status behind it, when there was one.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JobNotFoundError(ConfigurationError):
+    """A configured job id does not exist for this key (404)."""
+
+
+class PaginationLoopError(UpstreamError):
+    """`has_more: true` with a repeated cursor or an empty page: paging would never end."""

@@ -1,0 +1,41 @@
+"""Constants of the OpenAI fine-tuning source."""
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+# The OpenAI SDK's environment variables, used when dlt config does not set a value.
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_ORGANIZATION = "OPENAI_ORG_ID"
+ENV_PROJECT = "OPENAI_PROJECT_ID"
+
+CONFIG_SECTION = "sources.openai_fine_tuning"
+
+JOBS_PATH = "fine_tuning/jobs"
+MAX_PAGE_SIZE = 100  # the API answers 400 above it
+DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
+
+# A job in one of these states writes no more checkpoints. Any other status, including ones
+# the API adds later (e.g. `paused`), is treated as still moving.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+# Retried like the official SDK does; every other 4xx is final.
+RETRY_STATUSES = (408, 409, 429, *range(500, 600))
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_BACKOFF_FACTOR = 0.5
+MAX_RETRY_DELAY = 8.0
+
+# Unix-seconds fields typed as TIMESTAMP WITH TIME ZONE in the destination.
+JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")
+# Nested job fields kept whole as JSON: their shapes vary by method and would otherwise
+# spread over variant columns and child tables.
+JOB_JSON_FIELDS = ("error", "hyperparameters", "integrations", "metadata", "method", "result_files")
+CHECKPOINT_METRICS = (
+    "step",
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
+)
