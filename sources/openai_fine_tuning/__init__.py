@@ -21,6 +21,7 @@ from dlt.extract.resource import DltResource
 from .client import FineTuningApi, redact_url
 from .errors import ConfigurationError
 from .ledger import JobLedger
+from .stats import RunStats
 from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
 from .settings import (
     CHECKPOINT_METRICS,
@@ -33,37 +34,39 @@ from .settings import (
     ENV_ORGANIZATION,
     ENV_PROJECT,
     JOB_JSON_FIELDS,
+    JOB_TEXT_FIELDS,
     JOB_TIMESTAMP_FIELDS,
     MAX_PAGE_SIZE,
 )
 
-__all__ = ["openai_fine_tuning", "FineTuningApi", "redact_url"]
+__all__ = ["openai_fine_tuning", "FineTuningApi", "RunStats", "redact_url"]
 
 LEDGER_KEY = "jobs_ledger"
 
-_TEXT = {"data_type": "text", "nullable": True}
-_ID = {"data_type": "text", "nullable": False, "primary_key": True}
-_TIMESTAMP = {"data_type": "timestamp", "timezone": True, "nullable": True}
+
+def _column(data_type: str, nullable: bool = True, **hints: Any) -> Dict[str, Any]:
+    # a new dict per column: dlt writes the column name into it
+    return {"data_type": data_type, "nullable": nullable, **hints}
+
 
 CHECKPOINT_COLUMNS: TTableSchemaColumns = {
-    "id": _ID,
-    "created_at": {**_TIMESTAMP, "nullable": False},
-    "fine_tuned_model_checkpoint": _TEXT,
-    "fine_tuning_job_id": _TEXT,
-    "step_number": {"data_type": "bigint", "nullable": True},
-    "object": _TEXT,
-    **{f"metrics__{name}": {"data_type": "double", "nullable": True} for name in CHECKPOINT_METRICS},
-}  # type: ignore[assignment]
+    "id": _column("text", nullable=False, primary_key=True),
+    "created_at": _column("timestamp", nullable=False, timezone=True),
+    "fine_tuned_model_checkpoint": _column("text"),
+    "fine_tuning_job_id": _column("text"),
+    "step_number": _column("bigint"),
+    "object": _column("text"),
+    **{f"metrics__{name}": _column("double") for name in CHECKPOINT_METRICS},
+}  # type: ignore[dict-item]
 
 JOB_COLUMNS: TTableSchemaColumns = {
-    "id": _ID,
-    **{name: _TIMESTAMP for name in JOB_TIMESTAMP_FIELDS},
-    **{name: {"data_type": "json", "nullable": True} for name in JOB_JSON_FIELDS},
-    **{name: _TEXT for name in ("status", "model", "fine_tuned_model", "organization_id")},
-    **{name: _TEXT for name in ("training_file", "validation_file", "object")},
-    "trained_tokens": {"data_type": "bigint", "nullable": True},
-    "seed": {"data_type": "bigint", "nullable": True},
-}  # type: ignore[assignment]
+    "id": _column("text", nullable=False, primary_key=True),
+    **{name: _column("timestamp", timezone=True) for name in JOB_TIMESTAMP_FIELDS},
+    **{name: _column("json") for name in JOB_JSON_FIELDS},
+    **{name: _column("text") for name in JOB_TEXT_FIELDS},
+    "trained_tokens": _column("bigint"),
+    "seed": _column("bigint"),
+}  # type: ignore[dict-item]
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def openai_fine_tuning(
     page_size: int = DEFAULT_PAGE_SIZE,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    stats: Optional[RunStats] = None,
 ) -> Sequence[DltResource]:
     """Fine-tuning jobs and their checkpoints of one OpenAI organization (or compatible server).
 
@@ -102,6 +106,7 @@ def openai_fine_tuning(
         page_size: Items per list request, 1..100.
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for each response.
+        stats: Counts requests and jobs of the run, for a summary.
 
     Returns:
         The `jobs` and `checkpoints` resources, both merged on `id`.
@@ -133,6 +138,7 @@ def openai_fine_tuning(
         page_size=page_size,
         max_attempts=max_attempts,
         request_timeout=request_timeout,
+        stats=stats,
     )
     wanted = [j.strip() for j in job_ids or ()]
 
@@ -141,6 +147,7 @@ def openai_fine_tuning(
         ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}))
         listing = iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
         for job in listing:
+            api.stats.count_job()
             yield JobTask(job, ledger)
 
     @dlt.transformer(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,6 +19,7 @@ from .errors import (
     UpstreamError,
 )
 from .paginator import OpenAICursorPaginator, endpoint_of
+from .stats import RunStats
 from .settings import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_ATTEMPTS,
@@ -111,6 +110,7 @@ class FineTuningApi:
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for a response.
         max_connections: Size of the keep-alive connection pool.
+        stats: Where requests are counted.
     """
 
     def __init__(
@@ -124,6 +124,7 @@ class FineTuningApi:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
         max_connections: int = 8,
+        stats: Optional[RunStats] = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,8 +135,7 @@ class FineTuningApi:
         self.base_url = base_url.rstrip("/")
         self.page_size = page_size
         self.max_attempts = max_attempts
-        self._lock = threading.Lock()
-        self.requests_made = 0
+        self.stats = stats if stats is not None else RunStats()
         headers = {"User-Agent": USER_AGENT}
         if organization:
             headers["OpenAI-Organization"] = organization
@@ -164,8 +164,7 @@ class FineTuningApi:
     # ---- hooks (run for every attempt, retries included) --------------------------------------
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            self.requests_made += 1
+        self.stats.count_request()
 
     @staticmethod
     def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:

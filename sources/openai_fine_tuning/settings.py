@@ -30,6 +30,15 @@ JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")
 # Nested job fields kept whole as JSON: their shapes vary by method and would otherwise
 # spread over variant columns and child tables.
 JOB_JSON_FIELDS = ("error", "hyperparameters", "integrations", "metadata", "method", "result_files")
+JOB_TEXT_FIELDS = (
+    "status",
+    "model",
+    "fine_tuned_model",
+    "organization_id",
+    "training_file",
+    "validation_file",
+    "object",
+)
 CHECKPOINT_METRICS = (
     "step",
     "train_loss",

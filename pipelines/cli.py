@@ -1,0 +1,150 @@
+"""`openai-ft`: load fine-tuning checkpoints, run the demo, or serve the sandbox.
+
+Errors print as one line on stderr (a traceback only with `--verbose`) and set the exit code:
+1 unexpected, 2 configuration or input, 3 authentication, 4 upstream API, 5 destination.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Iterable, List, Optional, Sequence
+
+from sources.openai_fine_tuning.errors import FineTuningSourceError
+
+EXIT_UNEXPECTED = 1
+EXIT_CONFIG = 2
+EXIT_DESTINATION = 5
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openai-ft",
+        description="Load OpenAI fine-tuning jobs and checkpoints into DuckDB with dlt.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    load = commands.add_parser("load", help="load new jobs and checkpoints (incremental)")
+    _add_load_options(load, duckdb_default="openai_ft.duckdb")
+    load.add_argument("--job", action="append", dest="job_ids", metavar="ID",
+                      help="only this job (repeatable)")  # fmt: skip
+    load.add_argument("--destination", default="duckdb",
+                      help="any dlt destination; credentials through dlt config (default duckdb)")  # fmt: skip
+    load.add_argument("--full-refresh", action="store_true",
+                      help="forget the state, drop the tables and load everything again")  # fmt: skip
+    load.add_argument("--page-size", type=int, help="items per list request, 1..100")
+
+    demo = commands.add_parser("demo", help="load sample data from the bundled sandbox (no key)")
+    _add_load_options(demo, duckdb_default="openai_fine_tuning_demo.duckdb")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the sample data")
+    demo.add_argument("--jobs", type=int, default=24, help="number of sample jobs")
+
+    sandbox = commands.add_parser("sandbox", help="serve the OpenAI-compatible sandbox")
+    sandbox.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    sandbox.add_argument("--seed", type=int, default=7)
+    sandbox.add_argument("--jobs", type=int, default=24)
+    sandbox.add_argument("--max-checkpoints", type=int, default=8)
+    sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.add_argument("--api-key", default="sk-sandbox", help="the key the sandbox accepts")
+    return parser
+
+
+def _add_load_options(parser: argparse.ArgumentParser, duckdb_default: str) -> None:
+    parser.add_argument("--duckdb-path", default=duckdb_default, metavar="PATH")
+    parser.add_argument("--dataset", default="openai_fine_tuning", metavar="NAME")
+    parser.add_argument("--pipelines-dir", metavar="DIR",
+                        help="dlt working dir (state); separate installs should not share it")  # fmt: skip
+
+
+def _chain(error: BaseException) -> Iterable[BaseException]:
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def explain(error: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for any error a run can end with."""
+    from dlt.common.configuration.exceptions import ConfigurationException
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    for cause in _chain(error):
+        if isinstance(cause, FineTuningSourceError):
+            return cause.exit_code, _one_line(str(cause))
+    for cause in _chain(error):
+        if isinstance(cause, ConfigurationException):
+            return EXIT_CONFIG, "Configuration error: " + _one_line(str(cause))[:300]
+    if isinstance(error, PipelineStepFailed) and error.step in ("sync", "load"):
+        root = list(_chain(error))[-1]
+        return EXIT_DESTINATION, f"Destination error during {error.step}: " + _one_line(
+            f"{type(root).__name__}: {root}"
+        )[:300]
+    root = list(_chain(error))[-1]
+    return EXIT_UNEXPECTED, f"Unexpected error: {type(root).__name__}: {_one_line(str(root))[:300]}"
+
+
+def _redact(text: str, secrets: Sequence[Optional[str]]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "sandbox":
+        from pipelines.demo import serve_sandbox
+
+        return serve_sandbox(args)
+    if args.command == "demo":
+        from pipelines.demo import run_demo
+
+        return run_demo(args)
+    from pipelines.openai_fine_tuning_pipeline import load
+
+    options = {}
+    if args.job_ids:
+        options["job_ids"] = args.job_ids
+    if args.page_size is not None:
+        options["page_size"] = args.page_size
+    summary = load(
+        destination=args.destination,
+        duckdb_path=args.duckdb_path,
+        dataset=args.dataset,
+        pipelines_dir=args.pipelines_dir,
+        full_refresh=args.full_refresh,
+        **options,
+    )
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of `openai-ft`; returns the exit code."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("openai-ft: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure becomes one line and an exit code
+        code, message = explain(error)
+        secrets = [os.environ.get("OPENAI_API_KEY"), os.environ.get("SOURCES__OPENAI_FINE_TUNING__API_KEY")]
+        if args.verbose:
+            print(_redact(traceback.format_exc(), secrets), file=sys.stderr)
+        print(f"openai-ft: error: {_redact(message, secrets)}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

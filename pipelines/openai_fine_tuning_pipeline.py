@@ -1,0 +1,129 @@
+"""Loads OpenAI fine-tuning jobs and checkpoints into DuckDB (or any dlt destination).
+
+Run `python pipelines/openai_fine_tuning_pipeline.py` with `OPENAI_API_KEY` set, or use the
+`openai-ft load` command, which calls `load()` below.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import dlt
+from dlt.common.pipeline import LoadInfo
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
+from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
+
+PIPELINE_NAME = "openai_fine_tuning"
+DATASET_NAME = "openai_fine_tuning"
+DUCKDB_PATH = "openai_ft.duckdb"
+
+
+@dataclass
+class LoadSummary:
+    """What one run did, for the one-paragraph summary the command prints."""
+
+    destination: str
+    dataset: str
+    jobs_seen: int
+    rows: Dict[str, int]
+    requests: int
+    elapsed: float
+    info: Optional[LoadInfo] = None
+
+    def lines(self) -> List[str]:
+        return [
+            f"Loaded into {self.destination}, dataset {self.dataset}",
+            f"  jobs seen: {self.jobs_seen}   job rows written: {self.rows.get('jobs', 0)}"
+            f"   checkpoints loaded: {self.rows.get('checkpoints', 0)}",
+            f"  requests: {self.requests}   elapsed: {self.elapsed:.2f} s",
+        ]
+
+
+def make_pipeline(
+    destination: str = "duckdb",
+    duckdb_path: str = DUCKDB_PATH,
+    dataset: str = DATASET_NAME,
+    pipelines_dir: Optional[str] = None,
+    pipeline_name: str = PIPELINE_NAME,
+) -> dlt.Pipeline:
+    """The dlt pipeline; DuckDB writes to `duckdb_path`, other destinations use dlt config."""
+    if destination == "duckdb" and Path(duckdb_path).stem == dataset:
+        # DuckDB names the file's catalog after its stem: `name.table` would then be ambiguous
+        raise ConfigurationError(
+            f"The DuckDB file {Path(duckdb_path).name!r} is named like the dataset {dataset!r}:"
+            " DuckDB could not tell the catalog from the schema; choose another --duckdb-path"
+            " or --dataset"
+        )
+    target: Any = (
+        dlt.destinations.duckdb(credentials=os.path.abspath(duckdb_path))
+        if destination == "duckdb"
+        else destination
+    )
+    return dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=target,
+        dataset_name=dataset,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+def describe_destination(pipeline: dlt.Pipeline, duckdb_path: str) -> str:
+    if pipeline.destination.destination_name == "duckdb":
+        return os.path.abspath(duckdb_path)
+    return pipeline.destination.destination_name
+
+
+def load(
+    destination: str = "duckdb",
+    duckdb_path: str = DUCKDB_PATH,
+    dataset: str = DATASET_NAME,
+    pipelines_dir: Optional[str] = None,
+    full_refresh: bool = False,
+    pipeline_name: str = PIPELINE_NAME,
+    **source_options: Any,
+) -> LoadSummary:
+    """Runs one incremental load (or a full reload with `full_refresh`).
+
+    Args:
+        destination: `duckdb` or any dlt destination name (credentials through dlt config).
+        duckdb_path: The DuckDB file, for the `duckdb` destination.
+        dataset: Dataset (schema) name.
+        pipelines_dir: dlt's working dir (state, load packages); dlt's default when None.
+        full_refresh: Forget the state, drop the tables and load everything again.
+        pipeline_name: Name of the dlt pipeline (and its state).
+        **source_options: Passed to `openai_fine_tuning()` (job_ids, page_size, base_url, ...).
+
+    Returns:
+        The run's summary.
+    """
+    started = time.monotonic()
+    stats = RunStats()
+    source = openai_fine_tuning(stats=stats, **source_options)
+    pipeline = make_pipeline(destination, duckdb_path, dataset, pipelines_dir, pipeline_name)
+    info = pipeline.run(source, refresh="drop_sources" if full_refresh else None)
+    normalize_info = pipeline.last_trace.last_normalize_info
+    rows = dict(normalize_info.row_counts) if normalize_info else {}
+    return LoadSummary(
+        destination=describe_destination(pipeline, duckdb_path),
+        dataset=dataset,
+        jobs_seen=stats.jobs_seen,
+        rows={name: rows.get(name, 0) for name in ("jobs", "checkpoints")},
+        requests=stats.requests,
+        elapsed=time.monotonic() - started,
+        info=info,
+    )
+
+
+if __name__ == "__main__":
+    from pipelines.cli import main
+
+    sys.exit(main(["load", *sys.argv[1:]]))
