@@ -1,0 +1,157 @@
+"""Reruns request and load only what is new, per job, and never lose or duplicate a checkpoint."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from tests.conftest import (
+    DATASET,
+    TERMINAL,
+    assert_checkpoints_equal_truth,
+    assert_jobs_equal_truth,
+    expected_rerun_requests,
+)
+
+CHECKPOINTS_ROUTE = "GET /v1/fine_tuning/jobs/{id}/checkpoints"
+JOBS_ROUTE = "GET /v1/fine_tuning/jobs"
+
+
+def _terminal_ids(world):
+    return {j["id"] for j in world.truth_jobs() if j["status"] in TERMINAL}
+
+
+@pytest.mark.parametrize("page_size", [100, 3])
+def test_no_change_rerun_loads_nothing_within_request_budget(loader, world, page_size):
+    loader.run(page_size=page_size)
+    settled = _terminal_ids(world)
+    loader.sandbox.stats.reset()
+
+    summary = loader.run(page_size=page_size)
+
+    assert summary.rows == {"jobs": 0, "checkpoints": 0}
+    assert loader.sandbox.stats.by_route == expected_rerun_requests(world, page_size, settled)
+    assert_checkpoints_equal_truth(loader, world)
+
+
+def test_new_checkpoints_new_job_and_late_checkpoint_are_loaded_once(loader, world):
+    loader.run()
+    before_jobs = {j["id"]: j for j in world.truth_jobs()}
+    before_checkpoints = {c["id"] for c in world.truth_checkpoints()}
+    newest_overall = max(c["created_at"] for c in world.truth_checkpoints())
+
+    # a running job writes a checkpoint older than the newest loaded from any job, but newer
+    # than its own newest: a cursor shared by all jobs would skip it
+    running = [j for j in world.truth_jobs() if j["status"] == "running"]
+    late_job = min(running, key=lambda j: j["created_at"])
+    own_newest = max(
+        (c["created_at"] for c in world.truth_checkpoints() if c["fine_tuning_job_id"] == late_job["id"]),
+        default=late_job["created_at"],
+    )
+    assert own_newest + 1 < newest_overall
+    late = world.add_checkpoint(late_job["id"], created_at=own_newest + 1)
+    world.advance(seconds=3600, new_checkpoints=2)  # running jobs write 2 more each
+    new_job = world.add_job(status="running", checkpoints=3)
+
+    summary = loader.run()
+
+    new_ids = {c["id"] for c in world.truth_checkpoints()} - before_checkpoints
+    changed_jobs = [j for j in world.truth_jobs() if before_jobs.get(j["id"]) != j]
+    assert late["id"] in new_ids and len(new_ids) == 1 + 2 * len(running) + 3
+    assert summary.rows == {"jobs": len(changed_jobs), "checkpoints": len(new_ids)}
+    assert new_job["id"] in {j["id"] for j in changed_jobs}
+    assert_checkpoints_equal_truth(loader, world)
+    assert_jobs_equal_truth(loader, world)
+
+
+def test_settled_jobs_are_never_requested_again(loader, world):
+    loader.run()
+    settled = _terminal_ids(world)
+    finishing = world.finish_running_jobs()  # terminal now: read once more, then settled
+    loader.sandbox.stats.reset()
+
+    second = loader.run()
+    paths = loader.sandbox.stats.by_path
+    assert not [j for j in settled if f"/v1/fine_tuning/jobs/{j}/checkpoints" in paths]
+    assert all(paths[f"/v1/fine_tuning/jobs/{j}/checkpoints"] == 1 for j in finishing)
+    assert second.rows["jobs"] == len(finishing)
+
+    loader.sandbox.stats.reset()
+    third = loader.run()
+    assert third.rows == {"jobs": 0, "checkpoints": 0}
+    # every job settled: one job-list page, no checkpoints request at all
+    assert loader.sandbox.stats.by_route == {JOBS_ROUTE: 1}
+    assert_jobs_equal_truth(loader, world)
+
+
+def test_unknown_status_counts_as_unsettled(loader, world):
+    job_id = next(j["id"] for j in world.truth_jobs() if j["status"] == "running")
+    world.set_status(job_id, "paused")  # not in the spec's enum: the API may add statuses
+    loader.run()
+    loader.sandbox.stats.reset()
+
+    loader.run()
+    assert loader.sandbox.stats.by_path[f"/v1/fine_tuning/jobs/{job_id}/checkpoints"] == 1
+
+    world.set_status(job_id, "succeeded")
+    loader.run()
+    loader.sandbox.stats.reset()
+    loader.run()
+    assert f"/v1/fine_tuning/jobs/{job_id}/checkpoints" not in loader.sandbox.stats.by_path
+
+
+def test_full_refresh_reloads_everything_without_duplicates(loader, world):
+    first = loader.run()
+    loader.sandbox.stats.reset()
+
+    again = loader.run(full_refresh=True)
+
+    assert again.rows == first.rows
+    assert loader.sandbox.stats.total == first.requests
+    assert loader.count("checkpoints") == len(world.truth_checkpoints())
+    assert_checkpoints_equal_truth(loader, world)
+
+
+def test_job_ids_reads_only_those_jobs(loader, world):
+    finished = [j for j in world.truth_jobs() if j["status"] == "succeeded"][0]["id"]
+    running = [j for j in world.truth_jobs() if j["status"] == "running"][0]["id"]
+
+    summary = loader.run(job_ids=[finished, running, finished])
+
+    assert loader.sandbox.stats.by_route == {
+        "GET /v1/fine_tuning/jobs/{id}": 2,
+        CHECKPOINTS_ROUTE: 2,
+    }
+    loaded = {r["fine_tuning_job_id"] for r in loader.rows("checkpoints")}
+    assert loaded <= {finished, running}
+    assert {r["id"] for r in loader.rows("jobs")} == {finished, running}
+    assert summary.jobs_seen == 2
+
+    loader.sandbox.stats.reset()
+    loader.run(job_ids=[finished, running])
+    # the succeeded job is settled: not even fetched by id
+    assert loader.sandbox.stats.by_path == {
+        f"/v1/fine_tuning/jobs/{running}": 1,
+        f"/v1/fine_tuning/jobs/{running}/checkpoints": 1,
+    }
+
+
+def test_new_metric_appears_as_double_column(loader, world):
+    loader.run()
+    running = sum(1 for j in world.truth_jobs() if j["status"] == "running")
+    world.extra_metrics = {"reward_mean": 1}  # an integer value still lands as DOUBLE
+    world.advance(seconds=60, new_checkpoints=1)  # one checkpoint per running job
+
+    loader.run()
+
+    with duckdb.connect(str(loader.duckdb_path), read_only=True) as con:
+        kind = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = ?"
+            " AND table_name = 'checkpoints' AND column_name = 'metrics__reward_mean'",
+            [DATASET],
+        ).fetchall()
+        values = con.execute(
+            f"SELECT count(*) FROM {DATASET}.checkpoints WHERE metrics__reward_mean = 1.0"
+        ).fetchone()[0]
+    assert kind == [("DOUBLE",)]
+    assert values == running
