@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,15 @@ from fake_openai.world import FineTuningWorld, UnknownCursor, UnknownJob
 JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
 JOB_LIST_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)/(checkpoints|events)$")
 DEFAULT_LIMITS = {"jobs": 20, "checkpoints": 10, "events": 20}
-MISBEHAVIOURS = ("repeat_cursor", "empty_page", "html", "no_data", "data_not_list")
+MISBEHAVIOURS = (
+    "repeat_cursor",  # has_more: true, and the next page repeats the first
+    "empty_page",  # has_more: true with no items
+    "html",  # a proxy's HTML page with status 200
+    "no_data",  # a list without `data`
+    "data_not_list",  # `data` is an object
+    "item_without_id",  # the first item lacks `id`
+    "item_without_created_at",  # the first item lacks `created_at`
+)
 
 
 class ApiError(Exception):
@@ -74,6 +83,16 @@ class SandboxStats:
             }
 
 
+class _LoopbackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that hangs up (e.g. after an error it will not retry) is normal here
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def _route_of(path: str) -> str:
     if path == "/v1/fine_tuning/jobs":
         return "GET /v1/fine_tuning/jobs"
@@ -101,10 +120,9 @@ class SandboxServer:
         self.api_key = api_key
         self.latency = latency
         self.stats = SandboxStats()
-        # route suffix ("jobs", "checkpoints", "events") -> misbehaviour name
+        # list kind ("jobs", "checkpoints", "events") -> one of MISBEHAVIOURS
         self.misbehave: Dict[str, str] = {}
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _LoopbackHTTPServer((host, port), _make_handler(self))
         self._thread: Optional[threading.Thread] = None
 
     @property
@@ -188,6 +206,8 @@ class SandboxServer:
             del body["data"]
         elif mode == "data_not_list":
             body["data"] = {"items": items}
+        elif mode in ("item_without_id", "item_without_created_at") and items:
+            items[0].pop("id" if mode == "item_without_id" else "created_at")
         return body
 
     def handle_control(self, method: str, path: str, query: Dict[str, str]) -> Any:

@@ -94,9 +94,14 @@ class FineTuningWorld:
         jobs: Number of jobs generated at start.
         max_checkpoints: Upper bound of checkpoints for a generated job (one job gets
             `max(max_checkpoints, 3)` so that it spans several pages at small page sizes).
+        null_metrics: Send `full_valid_*` as explicit nulls before a full validation ran, as
+            the API reference describes; the spec types them `number`, so off by default.
     """
 
-    def __init__(self, seed: int = 0, jobs: int = 12, max_checkpoints: int = 8) -> None:
+    def __init__(
+        self, seed: int = 0, jobs: int = 12, max_checkpoints: int = 8, null_metrics: bool = False
+    ) -> None:
+        self.null_metrics = null_metrics
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._jobs: Dict[str, SandboxJob] = {}
@@ -243,7 +248,7 @@ class FineTuningWorld:
                 if full < 0.4:
                     metrics["full_valid_loss"] = round(train_loss * 1.07, 6)
                     metrics["full_valid_mean_token_accuracy"] = round(0.43 + 0.5 * progress, 6)
-                elif full < 0.7:
+                elif full < 0.7 and self.null_metrics:
                     metrics["full_valid_loss"] = None
                     metrics["full_valid_mean_token_accuracy"] = None
             metrics.update(self.extra_metrics)

@@ -25,24 +25,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Load OpenAI fine-tuning jobs and checkpoints into DuckDB with dlt.",
     )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    # --verbose also after the command; SUPPRESS keeps the top-level value when absent
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    load = commands.add_parser("load", help="load new jobs and checkpoints (incremental)")
+    load = commands.add_parser(
+        "load", parents=[common], help="load new jobs and checkpoints (incremental)"
+    )
     _add_load_options(load, duckdb_default="openai_ft.duckdb")
     load.add_argument("--job", action="append", dest="job_ids", metavar="ID",
-                      help="only this job (repeatable)")  # fmt: skip
+                      help="only this job (repeatable)")
     load.add_argument("--destination", default="duckdb",
-                      help="any dlt destination; credentials through dlt config (default duckdb)")  # fmt: skip
+                      help="any dlt destination; credentials through dlt config (default duckdb)")
     load.add_argument("--full-refresh", action="store_true",
-                      help="forget the state, drop the tables and load everything again")  # fmt: skip
+                      help="forget the state, drop the tables and load everything again")
     load.add_argument("--page-size", type=int, help="items per list request, 1..100")
 
-    demo = commands.add_parser("demo", help="load sample data from the bundled sandbox (no key)")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="load sample data from the bundled sandbox (no key)"
+    )
     _add_load_options(demo, duckdb_default="openai_fine_tuning_demo.duckdb")
     demo.add_argument("--seed", type=int, default=7, help="seed of the sample data")
     demo.add_argument("--jobs", type=int, default=24, help="number of sample jobs")
 
-    sandbox = commands.add_parser("sandbox", help="serve the OpenAI-compatible sandbox")
+    sandbox = commands.add_parser(
+        "sandbox", parents=[common], help="serve the OpenAI-compatible sandbox"
+    )
     sandbox.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     sandbox.add_argument("--seed", type=int, default=7)
     sandbox.add_argument("--jobs", type=int, default=24)
@@ -56,7 +66,7 @@ def _add_load_options(parser: argparse.ArgumentParser, duckdb_default: str) -> N
     parser.add_argument("--duckdb-path", default=duckdb_default, metavar="PATH")
     parser.add_argument("--dataset", default="openai_fine_tuning", metavar="NAME")
     parser.add_argument("--pipelines-dir", metavar="DIR",
-                        help="dlt working dir (state); separate installs should not share it")  # fmt: skip
+                        help="dlt working dir (state); separate installs should not share it")
 
 
 def _chain(error: BaseException) -> Iterable[BaseException]:

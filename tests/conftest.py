@@ -149,3 +149,13 @@ def expected_rerun_requests(world: FineTuningWorld, page_size: int, settled: set
         "GET /v1/fine_tuning/jobs": math.ceil((deepest + 1) / page_size),
         "GET /v1/fine_tuning/jobs/{id}/checkpoints": len(unsettled),
     }
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

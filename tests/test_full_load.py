@@ -10,6 +10,7 @@ from sources.openai_fine_tuning import openai_fine_tuning
 from tests.conftest import (
     API_KEY,
     DATASET,
+    Loader,
     assert_checkpoints_equal_truth,
     assert_jobs_equal_truth,
 )
@@ -49,8 +50,11 @@ def test_column_types(loader):
     assert not [c for c in types if "__v_" in c], "no variant columns"
 
 
-def test_metrics_null_where_absent_or_null(loader, world):
-    loader.run()
+def test_metrics_null_where_absent_or_null(tmp_path):
+    world = FineTuningWorld(seed=11, jobs=12, max_checkpoints=8, null_metrics=True)
+    with SandboxServer(world, api_key=API_KEY) as sandbox:
+        loader = Loader(sandbox, tmp_path)
+        loader.run()
     rows = {r["id"]: r for r in loader.rows("checkpoints")}
     without_validation = [c for c in world.truth_checkpoints() if "valid_loss" not in c["metrics"]]
     null_full = [c for c in world.truth_checkpoints() if c["metrics"].get("full_valid_loss", 0) is None]
@@ -69,8 +73,6 @@ def test_multi_page_jobs_and_equal_created_at_across_page_boundary(tmp_path):
     for at in (100, 200, 300, 300, 300, 400, 500):
         world.add_checkpoint(job["id"], created_at=world.now + at)
     with SandboxServer(world, api_key=API_KEY) as sandbox:
-        from tests.conftest import Loader
-
         loader = Loader(sandbox, tmp_path)
         loader.run(page_size=3)
         assert_checkpoints_equal_truth(loader, world)

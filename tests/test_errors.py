@@ -1,0 +1,190 @@
+"""Each bad input or misbehaving server ends the run with one clear line and a documented exit code."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from pipelines.cli import main
+from tests.conftest import API_KEY, DATASET, Loader, assert_checkpoints_equal_truth
+
+
+@pytest.fixture
+def cli(sandbox, tmp_path, monkeypatch, capsys):
+    """Runs `openai-ft load` in-process against the sandbox; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+
+    def run(*args: str, env: dict | None = None):
+        for name, value in (env or {}).items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        code = main(["load", "--duckdb-path", str(tmp_path / "ft.duckdb"),
+                     "--pipelines-dir", str(tmp_path / "pipelines"), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _only_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_missing_key(cli):
+    code, out, err = cli(env={"OPENAI_API_KEY": None})
+    assert code == 2 and out == ""
+    assert _only_line(err) == (
+        "openai-ft: error: No OpenAI API key: set sources.openai_fine_tuning.api_key in"
+        " .dlt/secrets.toml or the OPENAI_API_KEY environment variable"
+    )
+
+
+def test_blank_key_counts_as_missing(cli):
+    code, _, err = cli(env={"OPENAI_API_KEY": "   "})
+    assert code == 2 and "No OpenAI API key" in err
+
+
+def test_wrong_key_401_never_prints_the_key(cli):
+    wrong = "sk-wrong-key-9d8c7b6a5f4e3d2c1b0a"
+    code, out, err = cli("--verbose", env={"OPENAI_API_KEY": wrong})
+    assert code == 3
+    assert err.strip().splitlines()[-1] == (
+        "openai-ft: error: The API rejected the key (401 Unauthorized) at GET"
+        " /v1/fine_tuning/jobs: check sources.openai_fine_tuning.api_key or OPENAI_API_KEY"
+    )
+    assert wrong not in out + err and wrong[-8:] not in out + err
+
+
+def test_unknown_job_404_names_it(cli):
+    code, _, err = cli("--job", "ftjob-doesnotexist")
+    assert code == 2
+    assert _only_line(err) == (
+        "openai-ft: error: Fine-tuning job 'ftjob-doesnotexist' was not found (404) for this"
+        " key and organization: check --job / sources.openai_fine_tuning.job_ids"
+    )
+
+
+@pytest.mark.parametrize("size", ["0", "101", "-5"])
+def test_page_size_out_of_range(cli, size):
+    code, _, err = cli("--page-size", size)
+    assert code == 2
+    assert _only_line(err) == (
+        f"openai-ft: error: page_size must be between 1 and 100, got {size}"
+        " (sources.openai_fine_tuning.page_size)"
+    )
+
+
+def test_page_size_from_config_out_of_range(cli):
+    code, _, err = cli(env={"SOURCES__OPENAI_FINE_TUNING__PAGE_SIZE": "500"})
+    assert code == 2 and "page_size must be between 1 and 100, got 500" in err
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://example.com/v1", "http://"])
+def test_invalid_base_url(cli, url):
+    code, _, err = cli(env={"OPENAI_BASE_URL": url})
+    assert code == 2
+    assert _only_line(err) == (
+        f"openai-ft: error: Invalid base URL {url!r}: expected http(s)://host[:port]/path"
+        " (sources.openai_fine_tuning.base_url or OPENAI_BASE_URL)"
+    )
+
+
+def test_base_url_credentials_are_redacted(cli):
+    code, _, err = cli(env={"OPENAI_BASE_URL": "ftp://user:hunter2secret@example.com/v1"})
+    assert code == 2 and "hunter2secret" not in err and "***@example.com" in err
+
+
+def test_connection_refused(cli, unused_port):
+    code, _, err = cli(env={
+        "OPENAI_BASE_URL": f"http://user:pw-secret@127.0.0.1:{unused_port}/v1",
+        "SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS": "2",
+    })
+    assert code == 4
+    assert _only_line(err) == (
+        "openai-ft: error: GET /v1/fine_tuning/jobs failed after 2 attempts: connection refused"
+        f" (http://***@127.0.0.1:{unused_port}/v1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("html", "answered 200 with a non-JSON body (text/html):"
+                 " '<html><body><h1>502 Bad Gateway</h1></body></html>'"),
+        ("empty_page", "answered has_more: true with an empty page; stopped to avoid paging forever"),
+        ("no_data", "answered a list with no 'data' list"),
+        ("data_not_list", "answered a list with 'data' of type dict"),
+    ],
+)
+def test_misbehaving_checkpoint_pages(cli, sandbox, world, mode, message):
+    sandbox.misbehave = {"checkpoints": mode}
+    code, _, err = cli()
+    assert code == 4
+    line = _only_line(err)
+    first_job = world.job_ids()[0]
+    assert line == f"openai-ft: error: GET /v1/fine_tuning/jobs/{first_job}/checkpoints {message}"
+
+
+def test_repeated_cursor_stops(cli, sandbox):
+    sandbox.misbehave = {"jobs": "repeat_cursor"}
+    code, _, err = cli("--page-size", "5")
+    assert code == 4
+    assert _only_line(err).startswith(
+        "openai-ft: error: GET /v1/fine_tuning/jobs answered has_more: true but repeated the"
+        " cursor 'ftjob-"
+    )
+    assert err.strip().endswith("; stopped to avoid paging forever")
+    assert sandbox.stats.by_route["GET /v1/fine_tuning/jobs"] == 2
+
+
+@pytest.mark.parametrize("field", ["id", "created_at"])
+def test_checkpoint_without_required_field(cli, sandbox, field):
+    sandbox.misbehave = {"checkpoints": f"item_without_{field}"}
+    code, _, err = cli()
+    assert code == 4
+    expected = "without an 'id'" if field == "id" else "without an integer 'created_at' (got None)"
+    assert expected in _only_line(err)
+
+
+def test_duckdb_file_named_like_dataset(cli, tmp_path):
+    code, _, err = cli("--duckdb-path", str(tmp_path / f"{DATASET}.duckdb"))
+    assert code == 2
+    assert _only_line(err) == (
+        f"openai-ft: error: The DuckDB file '{DATASET}.duckdb' is named like the dataset"
+        f" '{DATASET}': DuckDB could not tell the catalog from the schema; choose another"
+        " --duckdb-path or --dataset"
+    )
+
+
+def test_failed_run_loads_nothing_and_keeps_state(cli, sandbox, world, tmp_path):
+    sandbox.misbehave = {"checkpoints": "html"}
+    code, _, _ = cli()
+    assert code == 4
+    with duckdb.connect(str(tmp_path / "ft.duckdb")) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [DATASET]
+        ).fetchall()
+    assert tables == []
+
+    sandbox.misbehave = {}
+    sandbox.stats.reset()
+    code, out, _ = cli()
+    assert code == 0
+    # nothing advanced: the rerun is a complete first load
+    assert sandbox.stats.total == 1 + len(world.job_ids())
+    assert_checkpoints_equal_truth(Loader(sandbox, tmp_path), world)
+
+
+def test_success_prints_summary(cli, world):
+    code, out, err = cli()
+    assert code == 0 and err == ""
+    lines = out.strip().splitlines()
+    assert lines[0].endswith(f"ft.duckdb, dataset {DATASET}")
+    assert lines[1].split() == ["jobs", "seen:", "12", "job", "rows", "written:", "12",
+                                "checkpoints", "loaded:", str(len(world.truth_checkpoints()))]
+    assert lines[2].startswith(f"  requests: {1 + 12}   elapsed: ")
