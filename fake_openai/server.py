@@ -1,4 +1,4 @@
-"""An OpenAI-compatible HTTP server for the fine-tuning read endpoints, backed by a `FineTuningWorld`.
+"""An OpenAI-compatible HTTP server for the fine-tuning read endpoints over a `FineTuningWorld`.
 
 Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says. Routes under
 `/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour).
@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from fake_openai.world import FineTuningWorld, UnknownCursor, UnknownJob
+from fake_openai.world import FineTuningWorld, UnknownCursorError, UnknownJobError
 
 JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
 JOB_LIST_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)/(checkpoints|events)$")
@@ -35,15 +35,21 @@ MISBEHAVIOURS = (
 class ApiError(Exception):
     """An error answered with an OpenAI `ErrorResponse` body."""
 
-    def __init__(self, status: int, message: str, type_: str, param: Optional[str] = None,
-                 code: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        param: Optional[str] = None,
+        code: Optional[str] = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class SandboxStats:
-    """Requests per route (`GET /v1/fine_tuning/jobs/{id}/checkpoints`), per path, and peak concurrency."""
+    """Requests per route (`GET /v1/fine_tuning/jobs/{id}/checkpoints`) and path, peak in flight."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -114,8 +120,14 @@ class SandboxServer:
         latency: Seconds added to every `/v1` response.
     """
 
-    def __init__(self, world: Optional[FineTuningWorld] = None, api_key: str = "sk-sandbox",
-                 port: int = 0, latency: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        world: Optional[FineTuningWorld] = None,
+        api_key: str = "sk-sandbox",
+        port: int = 0,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.world = world if world is not None else FineTuningWorld()
         self.api_key = api_key
         self.latency = latency
@@ -138,7 +150,7 @@ class SandboxServer:
         """What a client uses as OpenAI base URL."""
         return self.root_url + "/v1"
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -150,7 +162,7 @@ class SandboxServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -161,14 +173,17 @@ class SandboxServer:
     def handle_api(self, path: str, query: Dict[str, str], headers: Any) -> Tuple[int, Any]:
         """Answers one `/v1` GET; returns (status, JSON body or raw bytes)."""
         if headers.get("Authorization") != f"Bearer {self.api_key}":
-            raise ApiError(401, "Incorrect API key provided.", "invalid_request_error",
-                           code="invalid_api_key")
+            raise ApiError(
+                401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key"
+            )
         if path == "/v1/fine_tuning/jobs":
             return 200, self._list("jobs", self.world.list_jobs, query)
         match = JOB_LIST_ROUTE.match(path)
         if match:
             job_id, kind = match.groups()
-            lister = self.world.list_checkpoints if kind == "checkpoints" else self.world.list_events
+            lister = (
+                self.world.list_checkpoints if kind == "checkpoints" else self.world.list_events
+            )
             return 200, self._list(kind, lambda a, n: lister(job_id, a, n), query)
         match = JOB_ROUTE.match(path)
         if match:
@@ -182,15 +197,23 @@ class SandboxServer:
         except ValueError:
             limit = 0
         if not 1 <= limit <= 100:
-            raise ApiError(400, f"Invalid 'limit': integer between 1 and 100 expected, got "
-                           f"{raw_limit!r}.", "invalid_request_error", param="limit",
-                           code="integer_out_of_range")
+            raise ApiError(
+                400,
+                f"Invalid 'limit': integer between 1 and 100 expected, got {raw_limit!r}.",
+                "invalid_request_error",
+                param="limit",
+                code="integer_out_of_range",
+            )
         after = query.get("after")
         try:
             items, has_more = lister(after, limit)
-        except UnknownCursor:
-            raise ApiError(400, f"Invalid 'after': no such object {after!r}.",
-                           "invalid_request_error", param="after") from None
+        except UnknownCursorError:
+            raise ApiError(
+                400,
+                f"Invalid 'after': no such object {after!r}.",
+                "invalid_request_error",
+                param="after",
+            ) from None
         mode = self.misbehave.get(kind)
         if mode == "html":
             return b"<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -219,14 +242,19 @@ class SandboxServer:
             self.stats.reset()
             return {"ok": True}
         if path == "/_sandbox/advance":
-            world.advance(int(query.get("seconds", "3600")), int(query.get("checkpoints", "2")),
-                          finish=query.get("finish") == "true")
+            world.advance(
+                int(query.get("seconds", "3600")),
+                int(query.get("checkpoints", "2")),
+                finish=query.get("finish") == "true",
+            )
             return {"now": world.now}
         if path == "/_sandbox/finish":
             return {"finished": world.finish_running_jobs()}
         if path == "/_sandbox/jobs" and method == "POST":
-            return world.add_job(status=query.get("status", "running"),
-                                 checkpoints=int(query.get("checkpoints", "3")))
+            return world.add_job(
+                status=query.get("status", "running"),
+                checkpoints=int(query.get("checkpoints", "3")),
+            )
         if path == "/_sandbox/latency":
             self.latency = float(query.get("ms", "0")) / 1000
             return {"latency_ms": self.latency * 1000}
@@ -272,10 +300,17 @@ def _make_handler(sandbox: SandboxServer) -> type:
                     sandbox.stats.leave()
             except ApiError as error:
                 self._send(error.status, error.body)
-            except UnknownJob as error:
-                self._send(404, ApiError(404, f"Could not find fine-tune: {error.args[0]}",
-                                         "invalid_request_error", param="fine_tune_id",
-                                         code="fine_tune_not_found").body)
+            except UnknownJobError as error:
+                self._send(
+                    404,
+                    ApiError(
+                        404,
+                        f"Could not find fine-tune: {error.args[0]}",
+                        "invalid_request_error",
+                        param="fine_tune_id",
+                        code="fine_tune_not_found",
+                    ).body,
+                )
 
         def do_GET(self) -> None:  # noqa: N802
             self._dispatch("GET")
@@ -286,7 +321,9 @@ def _make_handler(sandbox: SandboxServer) -> type:
     return Handler
 
 
-def start_sandbox(seed: int = 0, jobs: int = 12, max_checkpoints: int = 8, **kwargs: Any) -> SandboxServer:
+def start_sandbox(
+    seed: int = 0, jobs: int = 12, max_checkpoints: int = 8, **kwargs: Any
+) -> SandboxServer:
     """Generates a world from `seed` and serves it on a free 127.0.0.1 port."""
     world = FineTuningWorld(seed=seed, jobs=jobs, max_checkpoints=max_checkpoints)
     return SandboxServer(world, **kwargs).start()

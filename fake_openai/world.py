@@ -19,11 +19,11 @@ BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "gpt-4o-2024
 START_TIME = 1_750_000_000  # 2025-06-15, fixed so data does not depend on the wall clock
 
 
-class UnknownJob(KeyError):
+class UnknownJobError(KeyError):
     """Raised for a job id the world does not hold."""
 
 
-class UnknownCursor(ValueError):
+class UnknownCursorError(ValueError):
     """Raised when `after` names no item of the list being paged."""
 
 
@@ -64,7 +64,7 @@ class NewestFirst:
         start = 0
         if after is not None:
             if after not in self._position:
-                raise UnknownCursor(after)
+                raise UnknownCursorError(after)
             start = self._position[after] + 1
         # shallow copies: records change (status) only by replacing top-level values
         page = [dict(item) for item in items[start : start + limit]]
@@ -306,7 +306,7 @@ class FineTuningWorld:
         try:
             return self._jobs[job_id]
         except KeyError:
-            raise UnknownJob(job_id) from None
+            raise UnknownJobError(job_id) from None
 
     def get_job(self, job_id: str) -> Dict[str, Any]:
         with self._lock:

@@ -27,20 +27,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     # --verbose also after the command; SUPPRESS keeps the top-level value when absent
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks on errors")
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks on errors",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     load = commands.add_parser(
         "load", parents=[common], help="load new jobs and checkpoints (incremental)"
     )
     _add_load_options(load, duckdb_default="openai_ft.duckdb")
-    load.add_argument("--job", action="append", dest="job_ids", metavar="ID",
-                      help="only this job (repeatable)")
-    load.add_argument("--destination", default="duckdb",
-                      help="any dlt destination; credentials through dlt config (default duckdb)")
-    load.add_argument("--full-refresh", action="store_true",
-                      help="forget the state, drop the tables and load everything again")
+    load.add_argument(
+        "--job", action="append", dest="job_ids", metavar="ID", help="only this job (repeatable)"
+    )
+    load.add_argument(
+        "--destination",
+        default="duckdb",
+        help="any dlt destination; credentials through dlt config (default duckdb)",
+    )
+    load.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="forget the state, drop the tables and load everything again",
+    )
     load.add_argument("--page-size", type=int, help="items per list request, 1..100")
 
     demo = commands.add_parser(
@@ -65,8 +76,11 @@ def _parser() -> argparse.ArgumentParser:
 def _add_load_options(parser: argparse.ArgumentParser, duckdb_default: str) -> None:
     parser.add_argument("--duckdb-path", default=duckdb_default, metavar="PATH")
     parser.add_argument("--dataset", default="openai_fine_tuning", metavar="NAME")
-    parser.add_argument("--pipelines-dir", metavar="DIR",
-                        help="dlt working dir (state); separate installs should not share it")
+    parser.add_argument(
+        "--pipelines-dir",
+        metavar="DIR",
+        help="dlt working dir (state); separate installs should not share it",
+    )
 
 
 def _chain(error: BaseException) -> Iterable[BaseException]:
@@ -149,7 +163,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except Exception as error:  # every failure becomes one line and an exit code
         code, message = explain(error)
-        secrets = [os.environ.get("OPENAI_API_KEY"), os.environ.get("SOURCES__OPENAI_FINE_TUNING__API_KEY")]
+        secrets = [
+            os.environ.get("OPENAI_API_KEY"),
+            os.environ.get("SOURCES__OPENAI_FINE_TUNING__API_KEY"),
+        ]
         if args.verbose:
             print(_redact(traceback.format_exc(), secrets), file=sys.stderr)
         print(f"openai-ft: error: {_redact(message, secrets)}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""`openai-ft demo` and `openai-ft sandbox`: the bundled OpenAI-compatible sandbox, no key needed."""
+"""`openai-ft demo` and `openai-ft sandbox`: the bundled OpenAI-compatible sandbox, no key."""
 
 from __future__ import annotations
 

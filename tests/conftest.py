@@ -75,7 +75,7 @@ class Loader:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
             cursor = con.execute(f"SELECT * FROM {DATASET}.{table} ORDER BY {order}")
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def count(self, table: str) -> int:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
@@ -118,7 +118,9 @@ def assert_checkpoints_equal_truth(loader: Loader, world: FineTuningWorld) -> No
     rows = loader.rows("checkpoints")
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate checkpoint rows"
-    expected = sorted((checkpoint_as_loaded(c) for c in world.truth_checkpoints()), key=lambda c: c["id"])
+    expected = sorted(
+        (checkpoint_as_loaded(c) for c in world.truth_checkpoints()), key=lambda c: c["id"]
+    )
     assert [loaded_checkpoint(r) for r in rows] == expected
 
 
@@ -130,11 +132,26 @@ def assert_jobs_equal_truth(loader: Loader, world: FineTuningWorld) -> None:
         row = rows[job_id]
         for name in ("created_at", "finished_at", "estimated_finish"):
             assert epoch(row[name]) == job[name], (job_id, name)
-        for name in ("status", "model", "fine_tuned_model", "organization_id", "training_file",
-                     "validation_file", "trained_tokens", "seed", "object"):
+        for name in (
+            "status",
+            "model",
+            "fine_tuned_model",
+            "organization_id",
+            "training_file",
+            "validation_file",
+            "trained_tokens",
+            "seed",
+            "object",
+        ):
             assert row[name] == job[name], (job_id, name)
-        for name in ("error", "hyperparameters", "integrations", "metadata", "method",
-                     "result_files"):
+        for name in (
+            "error",
+            "hyperparameters",
+            "integrations",
+            "metadata",
+            "method",
+            "result_files",
+        ):
             loaded = None if row[name] is None else json.loads(row[name])
             assert loaded == job[name], (job_id, name)
 

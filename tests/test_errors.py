@@ -1,4 +1,4 @@
-"""Each bad input or misbehaving server ends the run with one clear line and a documented exit code."""
+"""Each bad input or misbehaving server ends a run with one clear line and a known exit code."""
 
 from __future__ import annotations
 
@@ -21,8 +21,16 @@ def cli(sandbox, tmp_path, monkeypatch, capsys):
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        code = main(["load", "--duckdb-path", str(tmp_path / "ft.duckdb"),
-                     "--pipelines-dir", str(tmp_path / "pipelines"), *args])
+        code = main(
+            [
+                "load",
+                "--duckdb-path",
+                str(tmp_path / "ft.duckdb"),
+                "--pipelines-dir",
+                str(tmp_path / "pipelines"),
+                *args,
+            ]
+        )
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -100,10 +108,12 @@ def test_base_url_credentials_are_redacted(cli):
 
 
 def test_connection_refused(cli, unused_port):
-    code, _, err = cli(env={
-        "OPENAI_BASE_URL": f"http://user:pw-secret@127.0.0.1:{unused_port}/v1",
-        "SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS": "2",
-    })
+    code, _, err = cli(
+        env={
+            "OPENAI_BASE_URL": f"http://user:pw-secret@127.0.0.1:{unused_port}/v1",
+            "SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS": "2",
+        }
+    )
     assert code == 4
     assert _only_line(err) == (
         "openai-ft: error: GET /v1/fine_tuning/jobs failed after 2 attempts: connection refused"
@@ -114,9 +124,15 @@ def test_connection_refused(cli, unused_port):
 @pytest.mark.parametrize(
     ("mode", "message"),
     [
-        ("html", "answered 200 with a non-JSON body (text/html):"
-                 " '<html><body><h1>502 Bad Gateway</h1></body></html>'"),
-        ("empty_page", "answered has_more: true with an empty page; stopped to avoid paging forever"),
+        (
+            "html",
+            "answered 200 with a non-JSON body (text/html):"
+            " '<html><body><h1>502 Bad Gateway</h1></body></html>'",
+        ),
+        (
+            "empty_page",
+            "answered has_more: true with an empty page; stopped to avoid paging forever",
+        ),
         ("no_data", "answered a list with no 'data' list"),
         ("data_not_list", "answered a list with 'data' of type dict"),
     ],
@@ -185,6 +201,16 @@ def test_success_prints_summary(cli, world):
     assert code == 0 and err == ""
     lines = out.strip().splitlines()
     assert lines[0].endswith(f"ft.duckdb, dataset {DATASET}")
-    assert lines[1].split() == ["jobs", "seen:", "12", "job", "rows", "written:", "12",
-                                "checkpoints", "loaded:", str(len(world.truth_checkpoints()))]
+    assert lines[1].split() == [
+        "jobs",
+        "seen:",
+        "12",
+        "job",
+        "rows",
+        "written:",
+        "12",
+        "checkpoints",
+        "loaded:",
+        str(len(world.truth_checkpoints())),
+    ]
     assert lines[2].startswith(f"  requests: {1 + 12}   elapsed: ")

@@ -57,7 +57,9 @@ def test_metrics_null_where_absent_or_null(tmp_path):
         loader.run()
     rows = {r["id"]: r for r in loader.rows("checkpoints")}
     without_validation = [c for c in world.truth_checkpoints() if "valid_loss" not in c["metrics"]]
-    null_full = [c for c in world.truth_checkpoints() if c["metrics"].get("full_valid_loss", 0) is None]
+    null_full = [
+        c for c in world.truth_checkpoints() if c["metrics"].get("full_valid_loss", 0) is None
+    ]
     assert without_validation and null_full  # the data has both cases
     for checkpoint in without_validation:
         row = rows[checkpoint["id"]]
@@ -110,9 +112,12 @@ def test_with_resources_checkpoints_only(sandbox, world, tmp_path):
     source = openai_fine_tuning(api_key=API_KEY, base_url=sandbox.base_url)
     pipeline.run(source.with_resources("checkpoints"))
     with duckdb.connect(str(tmp_path / "o.duckdb"), read_only=True) as con:
-        tables = {r[0] for r in con.execute(
-            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{DATASET}'"
-        ).fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute(
+                f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{DATASET}'"
+            ).fetchall()
+        }
         count = con.execute(f"SELECT count(*) FROM {DATASET}.checkpoints").fetchone()[0]
     assert "jobs" not in tables
     assert count == len(world.truth_checkpoints())

@@ -45,7 +45,11 @@ def test_new_checkpoints_new_job_and_late_checkpoint_are_loaded_once(loader, wor
     running = [j for j in world.truth_jobs() if j["status"] == "running"]
     late_job = min(running, key=lambda j: j["created_at"])
     own_newest = max(
-        (c["created_at"] for c in world.truth_checkpoints() if c["fine_tuning_job_id"] == late_job["id"]),
+        (
+            c["created_at"]
+            for c in world.truth_checkpoints()
+            if c["fine_tuning_job_id"] == late_job["id"]
+        ),
         default=late_job["created_at"],
     )
     assert own_newest + 1 < newest_overall

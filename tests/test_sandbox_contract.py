@@ -37,17 +37,26 @@ def _openapi_30_bounds_to_31(node: Any) -> Any:
 def validators() -> Dict[str, Draft202012Validator]:
     spec = _openapi_30_bounds_to_31(yaml.safe_load(SPEC_PATH.read_text()))
     registry = Registry().with_resource(SPEC_URI, Resource(spec, specification=DRAFT202012))
-    names = ["ListPaginatedFineTuningJobsResponse", "FineTuningJob", "ErrorResponse",
-             "ListFineTuningJobCheckpointsResponse", "ListFineTuningJobEventsResponse"]
+    names = [
+        "ListPaginatedFineTuningJobsResponse",
+        "FineTuningJob",
+        "ErrorResponse",
+        "ListFineTuningJobCheckpointsResponse",
+        "ListFineTuningJobEventsResponse",
+    ]
     return {
-        name: Draft202012Validator({"$ref": f"{SPEC_URI}#/components/schemas/{name}"}, registry=registry)
+        name: Draft202012Validator(
+            {"$ref": f"{SPEC_URI}#/components/schemas/{name}"}, registry=registry
+        )
         for name in names
     }
 
 
 def _get(sandbox, path: str, key: str = API_KEY, **params: Any) -> requests.Response:
     return requests.get(
-        f"{sandbox.base_url}/{path}", params=params, headers={"Authorization": f"Bearer {key}"},
+        f"{sandbox.base_url}/{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {key}"},
         timeout=10,
     )
 
@@ -90,7 +99,9 @@ def test_every_response_validates_against_the_spec(sandbox, world, validators):
         for body in _pages(sandbox, f"fine_tuning/jobs/{job_id}/checkpoints", 3):
             _validate(validators["ListFineTuningJobCheckpointsResponse"], body)
             ids = [c["id"] for c in body["data"]]
-            assert (body["first_id"], body["last_id"]) == ((ids[0], ids[-1]) if ids else (None, None))
+            assert (body["first_id"], body["last_id"]) == (
+                (ids[0], ids[-1]) if ids else (None, None)
+            )
         for body in _pages(sandbox, f"fine_tuning/jobs/{job_id}/events", 4):
             _validate(validators["ListFineTuningJobEventsResponse"], body)
     assert statuses >= {"validating_files", "queued", "running", "succeeded", "failed", "cancelled"}

@@ -21,7 +21,6 @@ from dlt.extract.resource import DltResource
 from .client import FineTuningApi, redact_url
 from .errors import ConfigurationError
 from .ledger import JobLedger
-from .stats import RunStats
 from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
 from .settings import (
     CHECKPOINT_METRICS,
@@ -38,6 +37,7 @@ from .settings import (
     JOB_TIMESTAMP_FIELDS,
     MAX_PAGE_SIZE,
 )
+from .stats import RunStats
 
 __all__ = ["openai_fine_tuning", "FineTuningApi", "RunStats", "redact_url"]
 
@@ -145,7 +145,9 @@ def openai_fine_tuning(
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
         ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}))
-        listing = iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
+        listing = (
+            iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
+        )
         for job in listing:
             api.stats.count_job()
             yield JobTask(job, ledger)

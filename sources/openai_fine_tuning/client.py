@@ -1,4 +1,4 @@
-"""HTTP access to the fine-tuning endpoints: one retrying session, paging, and errors a user can act on."""
+"""HTTP access to the fine-tuning endpoints: retrying session, paging, errors a user can act on."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from .errors import (
     UpstreamError,
 )
 from .paginator import OpenAICursorPaginator, endpoint_of
-from .stats import RunStats
 from .settings import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_MAX_ATTEMPTS,
@@ -28,6 +27,7 @@ from .settings import (
     MAX_RETRY_DELAY,
     RETRY_STATUSES,
 )
+from .stats import RunStats
 
 USER_AGENT = "dlt-openai-fine-tuning/0.1"
 

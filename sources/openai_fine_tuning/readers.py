@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .client import FineTuningApi
@@ -27,7 +27,7 @@ def _require(item: Any, endpoint: str, kind: str) -> Dict[str, Any]:
 
 
 def _utc(seconds: Optional[int]) -> Optional[datetime]:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def job_row(job: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,140 @@
+"""The installed `openai-ft` command and the pipeline script, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import requests
+
+from fake_openai import FineTuningWorld
+from tests.conftest import API_KEY, DATASET
+
+REPO = Path(__file__).resolve().parent.parent
+OPENAI_FT = str(Path(sys.executable).parent / "openai-ft")
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(RUNTIME__DLTHUB_TELEMETRY="false", **extra)
+    return env
+
+
+def test_demo_end_to_end(tmp_path):
+    result = subprocess.run(
+        [OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    world = FineTuningWorld(seed=7, jobs=24)  # the demo's defaults
+    truth = {c["id"] for c in world.truth_checkpoints()}
+    with duckdb.connect(str(tmp_path / "openai_fine_tuning_demo.duckdb"), read_only=True) as con:
+        loaded = {r[0] for r in con.execute(f"SELECT id FROM {DATASET}.checkpoints").fetchall()}
+        jobs_with_checkpoints = con.execute(
+            f"SELECT count(DISTINCT fine_tuning_job_id) FROM {DATASET}.checkpoints"
+        ).fetchone()[0]
+    assert loaded == truth
+    out = result.stdout
+    assert f"checkpoints loaded: {len(truth)}" in out
+    assert "Best checkpoint per job (lowest full_valid_loss, else train_loss):" in out
+    assert f"{jobs_with_checkpoints} rows" in out  # one row per job that has checkpoints
+    assert "SELECT * FROM openai_fine_tuning.checkpoints LIMIT 10;" in out
+    # a second demo run starts over and shows the same complete load
+    again = subprocess.run(
+        [OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and f"checkpoints loaded: {len(truth)}" in again.stdout
+
+
+def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
+    sandbox = subprocess.Popen(
+        [
+            OPENAI_FT,
+            "sandbox",
+            "--port",
+            str(unused_port),
+            "--seed",
+            "3",
+            "--jobs",
+            "6",
+            "--api-key",
+            API_KEY,
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        root = f"http://127.0.0.1:{unused_port}"
+        for _ in range(100):
+            try:
+                requests.get(f"{root}/_sandbox/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        env = _env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{root}/v1")
+        workdir = tmp_path / "elsewhere"
+        workdir.mkdir()
+        first = subprocess.run(
+            [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert first.returncode == 0, first.stderr
+        truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
+        assert f"checkpoints loaded: {len(truth['checkpoints'])}" in first.stdout
+        assert (workdir / "openai_ft.duckdb").exists()
+
+        requests.post(f"{root}/_sandbox/advance?seconds=600&checkpoints=1", timeout=5)
+        truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
+        second = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "pipelines" / "openai_fine_tuning_pipeline.py"),
+                "--pipelines-dir",
+                str(tmp_path / "pl"),
+            ],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 0, second.stderr
+        with duckdb.connect(str(workdir / "openai_ft.duckdb"), read_only=True) as con:
+            ids = [r[0] for r in con.execute(f"SELECT id FROM {DATASET}.checkpoints").fetchall()]
+        assert sorted(ids) == sorted(c["id"] for c in truth["checkpoints"])
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+
+
+def test_error_exit_code_and_single_line_from_the_real_command(tmp_path):
+    result = subprocess.run(
+        [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "No OpenAI API key" in result.stderr
