@@ -57,6 +57,7 @@ class SandboxStats:
         self.by_path: Counter[str] = Counter()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.scopes: set = set()  # (OpenAI-Organization, OpenAI-Project) pairs seen
 
     def enter(self, route: str, path: str) -> None:
         with self._lock:
@@ -132,6 +133,7 @@ class SandboxServer:
         self.api_key = api_key
         self.latency = latency
         self.stats = SandboxStats()
+        self.projects = {"proj_sandbox"}  # projects the key may name in `OpenAI-Project`
         # list kind ("jobs", "checkpoints", "events") -> one of MISBEHAVIOURS
         self.misbehave: Dict[str, str] = {}
         self._httpd = _LoopbackHTTPServer((host, port), _make_handler(self))
@@ -176,6 +178,7 @@ class SandboxServer:
             raise ApiError(
                 401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key"
             )
+        self._check_scope(headers)
         if path == "/v1/fine_tuning/jobs":
             return 200, self._list("jobs", self.world.list_jobs, query)
         match = JOB_LIST_ROUTE.match(path)
@@ -189,6 +192,26 @@ class SandboxServer:
         if match:
             return 200, self.world.get_job(match.group(1))
         raise ApiError(404, f"Invalid URL (GET {path})", "invalid_request_error")
+
+    def _check_scope(self, headers: Any) -> None:
+        """403 when `OpenAI-Organization` / `OpenAI-Project` name one the key cannot use."""
+        organization = headers.get("OpenAI-Organization")
+        project = headers.get("OpenAI-Project")
+        self.stats.scopes.add((organization, project))
+        if organization is not None and organization != self.world.organization_id:
+            raise ApiError(
+                403,
+                f"You do not have access to organization {organization}.",
+                "invalid_request_error",
+                code="no_access_to_organization",
+            )
+        if project is not None and project not in self.projects:
+            raise ApiError(
+                403,
+                f"You do not have access to project {project}.",
+                "invalid_request_error",
+                code="no_access_to_project",
+            )
 
     def _list(self, kind: str, lister: Any, query: Dict[str, str]) -> Any:
         raw_limit = query.get("limit", str(DEFAULT_LIMITS[kind]))

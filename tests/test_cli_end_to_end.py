@@ -138,3 +138,26 @@ def test_error_exit_code_and_single_line_from_the_real_command(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "No OpenAI API key" in result.stderr
+
+
+def test_other_dlt_destination_filesystem(sandbox, world, tmp_path, monkeypatch, capsys):
+    import gzip
+    import json
+
+    from pipelines.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", (tmp_path / "lake").as_uri())
+    args = ["load", "--destination", "filesystem", "--pipelines-dir", str(tmp_path / "pl")]
+    assert main(args) == 0
+    world.advance(seconds=60, new_checkpoints=1)
+    assert main(args) == 0
+    assert "Loaded into filesystem, dataset openai_fine_tuning" in capsys.readouterr().out
+
+    ids = []
+    for path in sorted((tmp_path / "lake" / DATASET / "checkpoints").glob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as lines:
+            ids += [json.loads(line)["id"] for line in lines]
+    # the filesystem destination appends: each checkpoint arrives exactly once across runs
+    assert sorted(ids) == sorted(c["id"] for c in world.truth_checkpoints())

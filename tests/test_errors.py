@@ -214,3 +214,30 @@ def test_success_prints_summary(cli, world):
         str(len(world.truth_checkpoints())),
     ]
     assert lines[2].startswith(f"  requests: {1 + 12}   elapsed: ")
+
+
+def test_organization_and_project_headers_are_sent(cli, sandbox, world):
+    code, _, err = cli(
+        env={"OPENAI_ORG_ID": world.organization_id, "OPENAI_PROJECT_ID": "proj_sandbox"}
+    )
+    assert code == 0, err
+    assert sandbox.stats.scopes == {(world.organization_id, "proj_sandbox")}
+
+
+@pytest.mark.parametrize(
+    ("env", "denied"),
+    [
+        ({"OPENAI_ORG_ID": "org-other"}, "You do not have access to organization org-other."),
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__PROJECT": "proj_other"},
+            "You do not have access to project proj_other.",
+        ),
+    ],
+)
+def test_no_access_to_organization_or_project_403(cli, env, denied):
+    code, _, err = cli(env=env)
+    assert code == 3
+    assert _only_line(err) == (
+        "openai-ft: error: Access denied (403 Forbidden) at GET /v1/fine_tuning/jobs: the key has"
+        f" no access to the configured organization or project ({denied})"
+    )
