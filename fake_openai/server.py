@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from fake_openai.faults import FaultPlan
 from fake_openai.world import FineTuningWorld, UnknownCursorError, UnknownJobError
 
 JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
@@ -100,15 +102,16 @@ class _LoopbackHTTPServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def _route_of(path: str) -> str:
+def _route_of(path: str) -> Tuple[str, str]:
+    """(route as counted in stats, route kind for fault plans)."""
     if path == "/v1/fine_tuning/jobs":
-        return "GET /v1/fine_tuning/jobs"
+        return "GET /v1/fine_tuning/jobs", "jobs"
     match = JOB_LIST_ROUTE.match(path)
     if match:
-        return f"GET /v1/fine_tuning/jobs/{{id}}/{match.group(2)}"
+        return f"GET /v1/fine_tuning/jobs/{{id}}/{match.group(2)}", match.group(2)
     if JOB_ROUTE.match(path):
-        return "GET /v1/fine_tuning/jobs/{id}"
-    return "GET " + path
+        return "GET /v1/fine_tuning/jobs/{id}", "job"
+    return "GET " + path, "other"
 
 
 class SandboxServer:
@@ -133,6 +136,7 @@ class SandboxServer:
         self.api_key = api_key
         self.latency = latency
         self.stats = SandboxStats()
+        self.faults: Optional[FaultPlan] = None
         self.projects = {"proj_sandbox"}  # projects the key may name in `OpenAI-Project`
         # list kind ("jobs", "checkpoints", "events") -> one of MISBEHAVIOURS
         self.misbehave: Dict[str, str] = {}
@@ -260,7 +264,8 @@ class SandboxServer:
         """`/_sandbox/...`: stats, time, latency, misbehaviour."""
         world = self.world
         if path == "/_sandbox/stats":
-            return self.stats.snapshot()
+            faults = self.faults.snapshot() if self.faults else {}
+            return {**self.stats.snapshot(), "faults_injected": faults}
         if path == "/_sandbox/reset_stats":
             self.stats.reset()
             return {"ok": True}
@@ -281,6 +286,14 @@ class SandboxServer:
         if path == "/_sandbox/latency":
             self.latency = float(query.get("ms", "0")) / 1000
             return {"latency_ms": self.latency * 1000}
+        if path == "/_sandbox/faults":
+            kinds = query.get("kinds")
+            self.faults = FaultPlan(
+                rate=float(query.get("rate", "0")),
+                seed=int(query.get("seed", "0")),
+                kinds=kinds.split(",") if kinds else FaultPlan.kinds,
+            )
+            return {"rate": self.faults.rate, "kinds": list(self.faults.kinds)}
         if path == "/_sandbox/truth":
             return {"jobs": world.truth_jobs(), "checkpoints": world.truth_checkpoints()}
         raise ApiError(404, f"Unknown control {path}", "invalid_request_error")
@@ -294,7 +307,7 @@ def _make_handler(sandbox: SandboxServer) -> type:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # quiet: tests and benchmarks count requests through stats instead
 
-        def _send(self, status: int, body: Any) -> None:
+        def _send(self, status: int, body: Any, headers: Sequence[Tuple[str, str]] = ()) -> None:
             if isinstance(body, bytes):
                 payload, ctype = body, "text/html"
             else:
@@ -302,8 +315,45 @@ def _make_handler(sandbox: SandboxServer) -> type:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
+
+        def _send_fault(self, fault: str) -> None:
+            plan = sandbox.faults
+            if fault == "drop":
+                payload = json.dumps({"object": "list", "data": [], "has_more": False}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "502_html":
+                self._send(502, b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>")
+                return
+            if fault.startswith("429"):
+                error = ApiError(
+                    429, "Rate limit reached for requests.", "requests", code="rate_limit_exceeded"
+                )
+                header = (
+                    ("retry-after-ms", plan.retry_after_ms)
+                    if fault.endswith("_ms")
+                    else ("retry-after", plan.retry_after)
+                )
+                self._send(429, error.body, headers=[header])
+                return
+            status = int(fault)
+            self._send(
+                status,
+                ApiError(
+                    status, "The server had an error while processing your request.", "server_error"
+                ).body,
+            )
 
         def _dispatch(self, method: str) -> None:
             parts = urlsplit(self.path)
@@ -312,10 +362,17 @@ def _make_handler(sandbox: SandboxServer) -> type:
                 if parts.path.startswith("/_sandbox/"):
                     self._send(200, sandbox.handle_control(method, parts.path, query))
                     return
-                sandbox.stats.enter(_route_of(parts.path), parts.path)
+                route, kind = _route_of(parts.path)
+                sandbox.stats.enter(route, parts.path)
                 try:
                     if sandbox.latency:
                         time.sleep(sandbox.latency)
+                    fault = sandbox.faults.draw(kind) if sandbox.faults else None
+                    if fault is not None and fault != "slow":
+                        self._send_fault(fault)
+                        return
+                    if fault == "slow":
+                        time.sleep(sandbox.faults.slow_seconds)
                     if method != "GET":
                         raise ApiError(405, f"Method {method} not allowed", "invalid_request_error")
                     self._send(*sandbox.handle_api(parts.path, query, self.headers))

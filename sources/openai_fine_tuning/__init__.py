@@ -24,6 +24,8 @@ from .ledger import JobLedger
 from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
 from .settings import (
     CHECKPOINT_METRICS,
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
     DEFAULT_BASE_URL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PAGE_SIZE,
@@ -93,6 +95,8 @@ def openai_fine_tuning(
     page_size: int = DEFAULT_PAGE_SIZE,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    backoff_base: float = DEFAULT_BACKOFF_BASE,
+    backoff_max: float = DEFAULT_BACKOFF_MAX,
     stats: Optional[RunStats] = None,
 ) -> Sequence[DltResource]:
     """Fine-tuning jobs and their checkpoints of one OpenAI organization (or compatible server).
@@ -106,6 +110,8 @@ def openai_fine_tuning(
         page_size: Items per list request, 1..100.
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for each response.
+        backoff_base: Seconds before the first retry; doubles per retry, minus jitter.
+        backoff_max: Cap of the wait between retries.
         stats: Counts requests and jobs of the run, for a summary.
 
     Returns:
@@ -126,6 +132,11 @@ def openai_fine_tuning(
         raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
     if request_timeout <= 0:
         raise ConfigurationError(f"request_timeout must be positive, got {request_timeout!r}")
+    if not 0 <= backoff_base <= backoff_max:
+        raise ConfigurationError(
+            f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
+            f" got {backoff_base!r} and {backoff_max!r}"
+        )
     if isinstance(job_ids, str):
         job_ids = [job_ids]
     if job_ids and not all(isinstance(j, str) and j.strip() for j in job_ids):
@@ -138,6 +149,8 @@ def openai_fine_tuning(
         page_size=page_size,
         max_attempts=max_attempts,
         request_timeout=request_timeout,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
         stats=stats,
     )
     wanted = [j.strip() for j in job_ids or ()]

@@ -1,4 +1,4 @@
-"""HTTP access to the fine-tuning endpoints: retrying session, paging, errors a user can act on."""
+"""HTTP access to the fine-tuning endpoints: dlt's REST client on a retrying pooled session."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
-from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
@@ -18,14 +17,15 @@ from .errors import (
     JobNotFoundError,
     UpstreamError,
 )
-from .paginator import OpenAICursorPaginator, endpoint_of
+from .paginator import OpenAICursorPaginator
+from .responses import api_message, endpoint_of, first_bytes
+from .retry import RetryingSession, RetryPolicy
 from .settings import (
-    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_REQUEST_TIMEOUT,
     JOBS_PATH,
-    MAX_RETRY_DELAY,
-    RETRY_STATUSES,
 )
 from .stats import RunStats
 
@@ -42,22 +42,6 @@ def redact_url(url: str) -> str:
     return sanitize_url(url)
 
 
-def _first_bytes(response: requests.Response, limit: int = 80) -> str:
-    text = response.content[:limit].decode("utf-8", errors="replace")
-    return " ".join(text.split())
-
-
-def _api_message(response: requests.Response) -> str:
-    """The `error.message` of an OpenAI error body, else the body's first bytes."""
-    try:
-        message = response.json()["error"]["message"]
-        if isinstance(message, str):
-            return message
-    except (ValueError, KeyError, TypeError):
-        pass
-    return _first_bytes(response)
-
-
 def _error_for(response: requests.Response) -> FineTuningSourceError:
     """The user-facing error for a final (not retried) 4xx answer."""
     status, endpoint = response.status_code, endpoint_of(response)
@@ -70,9 +54,9 @@ def _error_for(response: requests.Response) -> FineTuningSourceError:
     if status == 403:
         return AuthenticationError(
             f"Access denied (403 Forbidden) at {endpoint}: the key has no access to the"
-            f" configured organization or project ({_api_message(response)})"
+            f" configured organization or project ({api_message(response)})"
         )
-    return UpstreamError(f"{endpoint} answered {status}: {_api_message(response)}", status=status)
+    return UpstreamError(f"{endpoint} answered {status}: {api_message(response)}", status=status)
 
 
 class OpenAIRestClient(RESTClient):
@@ -82,20 +66,25 @@ class OpenAIRestClient(RESTClient):
     """
 
     def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            raise UpstreamError(
-                f"{endpoint_of(response)} answered {response.status_code} with a non-JSON body"
-                f" ({response.headers.get('Content-Type', 'no content type')}):"
-                f" {_first_bytes(response)!r}"
-            ) from None
+        body = parse_json(response)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             what = "no 'data' list" if data is None else f"'data' of type {type(data).__name__}"
             raise UpstreamError(f"{endpoint_of(response)} answered a list with {what}")
         response.openai_body = body  # type: ignore[attr-defined]
         return data
+
+
+def parse_json(response: requests.Response) -> Any:
+    """The JSON body, or an `UpstreamError` quoting what came instead (a proxy's HTML page)."""
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamError(
+            f"{endpoint_of(response)} answered {response.status_code} with a non-JSON body"
+            f" ({response.headers.get('Content-Type', 'no content type')}):"
+            f" {first_bytes(response)!r}"
+        ) from None
 
 
 class FineTuningApi:
@@ -109,6 +98,8 @@ class FineTuningApi:
         page_size: `limit` of every list request (1..100).
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for a response.
+        backoff_base: First retry wait in seconds (doubles per retry).
+        backoff_max: Cap of the retry wait.
         max_connections: Size of the keep-alive connection pool.
         stats: Where requests are counted.
     """
@@ -122,7 +113,8 @@ class FineTuningApi:
         page_size: int = 100,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        backoff_factor: float = DEFAULT_BACKOFF_FACTOR,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_connections: int = 8,
         stats: Optional[RunStats] = None,
     ) -> None:
@@ -134,80 +126,36 @@ class FineTuningApi:
             )
         self.base_url = base_url.rstrip("/")
         self.page_size = page_size
-        self.max_attempts = max_attempts
         self.stats = stats if stats is not None else RunStats()
+        self.policy = RetryPolicy(max_attempts, backoff_base, backoff_max)
         headers = {"User-Agent": USER_AGENT}
         if organization:
             headers["OpenAI-Organization"] = organization
         if project:
             headers["OpenAI-Project"] = project
-        session = Client(
-            request_timeout=request_timeout,
-            max_connections=max_connections,
-            raise_for_status=False,
-            status_codes=RETRY_STATUSES,
-            request_max_attempts=max_attempts,
-            request_backoff_factor=backoff_factor,
-            request_max_retry_delay=MAX_RETRY_DELAY,
-            respect_retry_after_header=True,
-        ).session
         self._rest = OpenAIRestClient(
             base_url=self.base_url,
             headers=headers,
             auth=BearerTokenAuth(api_key),
             paginator=OpenAICursorPaginator(),
             data_selector="data",
-            session=session,
+            session=RetryingSession(self.policy, request_timeout, pool_size=max_connections),
         )
-        self._hooks = {"response": [self._count, self._raise_for_status]}
-
-    # ---- hooks (run for every attempt, retries included) --------------------------------------
-
-    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.stats.count_request()
-
-    @staticmethod
-    def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if response.status_code < 400:
-            return
-        if response.status_code in RETRY_STATUSES:
-            # an HTTPError is what dlt's retrying session retries on
-            raise requests.HTTPError(response=response)
-        raise _error_for(response)
-
-    # ---- requests ---------------------------------------------------------------------------
+        self._hooks = {"response": [self._on_response]}
 
     def endpoint(self, path: str) -> str:
         """`GET /v1/<path>`: how messages name a request, without host or credentials."""
         return f"GET {urlsplit(self.base_url).path}/{path}"
 
-    def _failure(self, path: str, error: requests.RequestException) -> UpstreamError:
-        endpoint = self.endpoint(path)
-        if isinstance(error, requests.HTTPError) and error.response is not None:
-            response = error.response
-            return UpstreamError(
-                f"{endpoint} failed after {self.max_attempts} attempts: last answer"
-                f" {response.status_code} {_api_message(response)}"
-            )
-        if isinstance(error, requests.Timeout):
-            reason = "timed out"
-        elif "refused" in str(error).lower():
-            reason = "connection refused"
-        else:
-            reason = type(error).__name__
-        return UpstreamError(
-            f"{endpoint} failed after {self.max_attempts} attempts: {reason}"
-            f" ({redact_url(self.base_url)})"
-        )
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Runs for every attempt: counts it, and ends the run on a final 4xx."""
+        self.stats.count_request()
+        if response.status_code >= 400 and not self.policy.should_retry(response):
+            raise _error_for(response)
 
     def iter_pages(self, path: str) -> Iterator[List[Dict[str, Any]]]:
         """Pages of a list endpoint, newest first; stop consuming to stop requesting."""
-        try:
-            yield from self._rest.paginate(
-                path, params={"limit": self.page_size}, hooks=dict(self._hooks)
-            )
-        except requests.RequestException as error:
-            raise self._failure(path, error) from None
+        return self._rest.paginate(path, params={"limit": self.page_size}, hooks=dict(self._hooks))
 
     def iter_job_pages(self) -> Iterator[List[Dict[str, Any]]]:
         return self.iter_pages(JOBS_PATH)
@@ -217,9 +165,8 @@ class FineTuningApi:
 
     def get_job(self, job_id: str) -> Dict[str, Any]:
         """One job; `JobNotFoundError` naming it when the API does not know it."""
-        path = f"{JOBS_PATH}/{quote(job_id, safe='')}"
         try:
-            response = self._rest.get(path, hooks=dict(self._hooks))
+            response = self._rest.get(f"{JOBS_PATH}/{quote(job_id, safe='')}", hooks=self._hooks)
         except UpstreamError as error:
             if error.status == 404:
                 raise JobNotFoundError(
@@ -227,15 +174,7 @@ class FineTuningApi:
                     " organization: check --job / sources.openai_fine_tuning.job_ids"
                 ) from None
             raise
-        except requests.RequestException as error:
-            raise self._failure(path, error) from None
-        try:
-            body = response.json()
-        except ValueError:
-            raise UpstreamError(
-                f"GET {urlsplit(response.url).path} answered {response.status_code} with a"
-                f" non-JSON body: {_first_bytes(response)!r}"
-            ) from None
+        body = parse_json(response)
         if not isinstance(body, dict) or body.get("id") != job_id:
-            raise UpstreamError(f"GET {urlsplit(response.url).path} answered no job {job_id!r}")
+            raise UpstreamError(f"{endpoint_of(response)} answered no job {job_id!r}")
         return body

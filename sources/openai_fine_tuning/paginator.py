@@ -1,17 +1,12 @@
 """Paging of OpenAI list endpoints: `after` = id of the previous page's last item."""
 
 from typing import Any, List, Optional, Set
-from urllib.parse import urlsplit
 
 from dlt.sources.helpers.rest_client.paginators import BaseReferencePaginator
 from requests import Request, Response
 
 from .errors import PaginationLoopError, UpstreamError
-
-
-def endpoint_of(response: Response) -> str:
-    """`GET /v1/fine_tuning/jobs`: the request line without query or credentials."""
-    return f"{response.request.method} {urlsplit(response.url).path}"
+from .responses import endpoint_of
 
 
 class OpenAICursorPaginator(BaseReferencePaginator):

@@ -18,12 +18,11 @@ DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
 # the API adds later (e.g. `paused`), is treated as still moving.
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
-# Retried like the official SDK does; every other 4xx is final.
-RETRY_STATUSES = (408, 409, 429, *range(500, 600))
+# Retries (see retry.py for which answers are retried)
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_REQUEST_TIMEOUT = 60.0
-DEFAULT_BACKOFF_FACTOR = 0.5
-MAX_RETRY_DELAY = 8.0
+DEFAULT_BACKOFF_BASE = 0.5  # seconds before the first retry, doubling, as in the OpenAI SDK
+DEFAULT_BACKOFF_MAX = 8.0
 
 # Unix-seconds fields typed as TIMESTAMP WITH TIME ZONE in the destination.
 JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")

@@ -1,0 +1,27 @@
+"""How messages describe a response: its endpoint, the API's error message, its first bytes."""
+
+from urllib.parse import urlsplit
+
+import requests
+
+
+def endpoint_of(response: requests.Response) -> str:
+    """`GET /v1/fine_tuning/jobs`: the request line without host, query or credentials."""
+    return f"{response.request.method} {urlsplit(response.url).path}"
+
+
+def first_bytes(response: requests.Response, limit: int = 80) -> str:
+    """The body's first bytes as one line of text."""
+    text = response.content[:limit].decode("utf-8", errors="replace")
+    return " ".join(text.split())
+
+
+def api_message(response: requests.Response) -> str:
+    """The `error.message` of an OpenAI error body, else the body's first bytes (quoted)."""
+    try:
+        message = response.json()["error"]["message"]
+        if isinstance(message, str):
+            return " ".join(message.split())
+    except (ValueError, KeyError, TypeError):
+        pass
+    return repr(first_bytes(response))

@@ -1,0 +1,155 @@
+"""Retries as the official OpenAI SDK does them, on a pooled keep-alive `requests` session.
+
+dlt's retrying `Client` covers 429/5xx and `Retry-After` in seconds, but not `retry-after-ms`,
+jitter, `x-should-retry`, or the attempt count and last answer that our error message names;
+so the policy is ours, the HTTP stack stays `requests` under dlt's `RESTClient`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError
+
+from .errors import UpstreamError
+from .responses import api_message
+
+RETRY_STATUSES = frozenset({408, 409, 429})
+RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
+MAX_SERVER_DELAY = 60.0  # a server-suggested wait longer than this is ignored, as in the SDK
+
+
+def _seconds(value: Optional[str], scale: float = 1.0) -> Optional[float]:
+    """A positive number of seconds from a header value, else None (absent, 0, garbage)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) * scale
+    except ValueError:
+        if scale != 1.0:
+            return None
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if 0 < seconds <= MAX_SERVER_DELAY else None
+
+
+class RetryPolicy:
+    """Which answers to retry and how long to wait before the next attempt.
+
+    Retries 408, 409, 429, every 5xx, connection errors and timeouts; a response header
+    `x-should-retry: true|false` overrides that. Waits what `retry-after-ms` or `retry-after`
+    (seconds or an HTTP date) asks when 0 < wait <= 60 s, else exponential backoff from
+    `backoff_base` doubling up to `backoff_max`, minus up to 25% jitter.
+
+    Args:
+        max_attempts: Attempts per request, the first included.
+        backoff_base: Wait before the second attempt, in seconds.
+        backoff_max: Cap of the exponential wait.
+        random_fraction: Source of jitter in [0, 1).
+    """
+
+    def __init__(
+        self,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._random = random_fraction
+
+    def should_retry(self, response: requests.Response) -> bool:
+        override = response.headers.get("x-should-retry", "").lower()
+        if override in ("true", "false"):
+            return override == "true"
+        return response.status_code in RETRY_STATUSES or response.status_code >= 500
+
+    def delay(self, retry_number: int, response: Optional[requests.Response] = None) -> float:
+        """Seconds to wait before retry number `retry_number` (1 for the first retry)."""
+        if response is not None:
+            asked = _seconds(response.headers.get("retry-after-ms"), scale=0.001)
+            if asked is None:
+                asked = _seconds(response.headers.get("retry-after"))
+            if asked is not None:
+                return asked
+        backoff = min(self.backoff_base * 2 ** (retry_number - 1), self.backoff_max)
+        return backoff * (1 - 0.25 * self._random())
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] without credentials, for messages."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, "", "", ""))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    if isinstance(error, ChunkedEncodingError):
+        return "connection dropped mid-response"
+    if "refused" in str(error).lower():
+        return "connection refused"
+    return "connection failed"
+
+
+class RetryingSession(requests.Session):
+    """A `requests` session whose `send` retries by a `RetryPolicy`.
+
+    Response hooks run on every attempt (they see each answer, retried or not). When attempts
+    run out, `send` raises `UpstreamError` naming the endpoint, the attempts and the last
+    answer or connection problem.
+
+    Args:
+        policy: When and how long to retry.
+        timeout: Seconds to wait for each response.
+        pool_size: Keep-alive connections kept per host.
+    """
+
+    def __init__(self, policy: RetryPolicy, timeout: float, pool_size: int = 8) -> None:
+        super().__init__()
+        self.policy = policy
+        self.timeout = timeout
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        endpoint = f"{request.method} {urlsplit(request.url or '').path}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = super().send(request, **kwargs)
+            except RETRY_EXCEPTIONS as error:
+                if attempt >= self.policy.max_attempts:
+                    raise UpstreamError(
+                        f"{endpoint} failed after {attempt} attempts: {_reason(error)}"
+                        f" ({_origin(request.url or '')})"
+                    ) from None
+                time.sleep(self.policy.delay(attempt))
+                continue
+            if response.status_code < 400 or not self.policy.should_retry(response):
+                return response
+            if attempt >= self.policy.max_attempts:
+                raise UpstreamError(
+                    f"{endpoint} failed after {attempt} attempts: last answer"
+                    f" {response.status_code} {api_message(response)}",
+                    status=response.status_code,
+                )
+            time.sleep(self.policy.delay(attempt, response))
+            response.close()
