@@ -121,3 +121,15 @@ def test_with_resources_checkpoints_only(sandbox, world, tmp_path):
         count = con.execute(f"SELECT count(*) FROM {DATASET}.checkpoints").fetchone()[0]
     assert "jobs" not in tables
     assert count == len(world.truth_checkpoints())
+
+
+def test_empty_organization_creates_both_tables(tmp_path):
+    world = FineTuningWorld(seed=1, jobs=0)
+    with SandboxServer(world, api_key=API_KEY) as sandbox:
+        loader = Loader(sandbox, tmp_path)
+        summary = loader.run()
+        assert summary.rows == {"jobs": 0, "checkpoints": 0}
+        assert (loader.count("jobs"), loader.count("checkpoints")) == (0, 0)
+        world.add_job(status="running", checkpoints=2)
+        assert loader.run().rows == {"jobs": 1, "checkpoints": 2}
+        assert_checkpoints_equal_truth(loader, world)

@@ -73,9 +73,13 @@ JOB_COLUMNS: TTableSchemaColumns = {
 
 @dataclass(frozen=True)
 class JobTask:
-    """A job to read on this run, with the ledger that records what was loaded of it."""
+    """A job to read on this run, with the ledger that records what was loaded of it.
 
-    job: Dict[str, Any]
+    `job` is None for the marker sent after the listing of a first run: it makes both tables
+    exist even when the organization has no jobs or no checkpoints yet.
+    """
+
+    job: Optional[Dict[str, Any]]
     ledger: JobLedger
 
 
@@ -158,12 +162,15 @@ def openai_fine_tuning(
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
         ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}))
+        first_run = ledger.is_empty()
         listing = (
             iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
         )
         for job in listing:
             api.stats.count_job()
             yield JobTask(job, ledger)
+        if first_run:
+            yield JobTask(None, ledger)
 
     @dlt.transformer(
         data_from=jobs_to_read,
@@ -174,7 +181,9 @@ def openai_fine_tuning(
     )
     def jobs(task: JobTask) -> Iterator[Dict[str, Any]]:
         """Every fine-tuning job; a row is written again only when the job changed."""
-        if task.ledger.job_changed(task.job):
+        if task.job is None:
+            yield dlt.mark.materialize_table_schema()
+        elif task.ledger.job_changed(task.job):
             yield job_row(task.job)
 
     @dlt.transformer(
@@ -186,6 +195,9 @@ def openai_fine_tuning(
     )
     def checkpoints(task: JobTask) -> Iterator[List[Dict[str, Any]]]:
         """Every checkpoint of every job, read incrementally per job."""
-        yield from iter_new_checkpoints(api, task.ledger, task.job)
+        if task.job is None:
+            yield dlt.mark.materialize_table_schema()
+        else:
+            yield from iter_new_checkpoints(api, task.ledger, task.job)
 
     return jobs, checkpoints

@@ -44,6 +44,11 @@ class JobLedger:
         self._settled_list = settled
         self._settled: Set[str] = set(settled)
 
+    def is_empty(self) -> bool:
+        """True before the first run (and after a full refresh): nothing recorded yet."""
+        with self._lock:
+            return not (self._open or self._settled or "listed_through" in self._state)
+
     @property
     def listed_through(self) -> Optional[int]:
         return self._state.get("listed_through")
