@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         help="forget the state, drop the tables and load everything again",
     )
     load.add_argument("--page-size", type=int, help="items per list request, 1..100")
+    load.add_argument(
+        "--wait", action="store_true", help="if this pipeline is already running, wait for it"
+    )
 
     demo = commands.add_parser(
         "demo", parents=[common], help="load sample data from the bundled sandbox (no key)"
@@ -145,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         pipelines_dir=args.pipelines_dir,
         full_refresh=args.full_refresh,
+        wait=args.wait,
         **options,
     )
     print("\n".join(summary.lines()))

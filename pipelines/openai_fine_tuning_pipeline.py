@@ -19,6 +19,7 @@ from dlt.common.pipeline import LoadInfo
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pipelines.guards import check_duckdb_file, run_lock  # noqa: E402
 from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
 from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
 
@@ -89,6 +90,7 @@ def load(
     pipelines_dir: Optional[str] = None,
     full_refresh: bool = False,
     pipeline_name: str = PIPELINE_NAME,
+    wait: bool = False,
     **source_options: Any,
 ) -> LoadSummary:
     """Runs one incremental load (or a full reload with `full_refresh`).
@@ -100,6 +102,7 @@ def load(
         pipelines_dir: dlt's working dir (state, load packages); dlt's default when None.
         full_refresh: Forget the state, drop the tables and load everything again.
         pipeline_name: Name of the dlt pipeline (and its state).
+        wait: When another run of this pipeline is in progress, wait for it instead of failing.
         **source_options: Passed to `openai_fine_tuning()` (job_ids, page_size, base_url, ...).
 
     Returns:
@@ -109,7 +112,10 @@ def load(
     stats = RunStats()
     source = openai_fine_tuning(stats=stats, **source_options)
     pipeline = make_pipeline(destination, duckdb_path, dataset, pipelines_dir, pipeline_name)
-    info = pipeline.run(source, refresh="drop_sources" if full_refresh else None)
+    with run_lock(pipeline_name, pipelines_dir, wait):
+        if destination == "duckdb":
+            check_duckdb_file(duckdb_path)
+        info = pipeline.run(source, refresh="drop_sources" if full_refresh else None)
     normalize_info = pipeline.last_trace.last_normalize_info
     rows = dict(normalize_info.row_counts) if normalize_info else {}
     return LoadSummary(

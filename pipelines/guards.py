@@ -1,0 +1,85 @@
+"""Checks that fail a run before any API request: the destination file, overlapping runs."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import duckdb
+import filelock
+from dlt.common.pipeline import get_dlt_pipelines_dir
+
+from sources.openai_fine_tuning.errors import FineTuningSourceError
+
+
+class DestinationError(FineTuningSourceError):
+    """The destination cannot be written: unwritable path, locked or corrupt DuckDB file."""
+
+    exit_code = 5
+
+
+class RunInProgressError(FineTuningSourceError):
+    """Another run of the same pipeline holds the run lock."""
+
+    exit_code = 6
+
+
+def check_duckdb_file(path: str) -> None:
+    """Opens (or creates) the DuckDB file once, so a bad file fails the run before extraction."""
+    target = Path(path)
+    if target.parent.exists() and not target.parent.is_dir():
+        raise DestinationError(
+            f"Cannot create the DuckDB file '{target}': '{target.parent}' is not a directory"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        duckdb.connect(str(target)).close()
+    except OSError as error:
+        raise DestinationError(
+            f"Cannot create the DuckDB file '{target}': {error.strerror or error}"
+        ) from None
+    except duckdb.Error as error:
+        message = " ".join(str(error).split())
+        holder = re.search(r"\(PID (\d+)\)", message)
+        if "lock" in message.lower():
+            who = f" (PID {holder.group(1)})" if holder else ""
+            raise DestinationError(
+                f"The DuckDB file '{target}' is locked by another process{who}: close that"
+                " connection (a DuckDB shell, a notebook) and retry"
+            ) from None
+        if "not a valid DuckDB database" in message or "database file" in message.lower():
+            raise DestinationError(
+                f"The file '{target}' is not a valid DuckDB database: move it away or choose"
+                " another --duckdb-path"
+            ) from None
+        raise DestinationError(f"Cannot open the DuckDB file '{target}': {message}") from None
+
+
+@contextmanager
+def run_lock(pipeline_name: str, pipelines_dir: Optional[str], wait: bool) -> Iterator[Path]:
+    """Holds `<pipelines_dir>/<pipeline_name>.run.lock` for the run.
+
+    The lock is an OS file lock: a killed run (even SIGKILL) releases it with its process.
+
+    Args:
+        pipeline_name: The dlt pipeline whose state the run changes.
+        pipelines_dir: dlt's working dir; dlt's default when None.
+        wait: Wait for the other run to end instead of failing at once.
+    """
+    directory = Path(pipelines_dir or get_dlt_pipelines_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{pipeline_name}.run.lock"
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except filelock.Timeout:
+        raise RunInProgressError(
+            f"Another run of pipeline '{pipeline_name}' is in progress (lock {path}):"
+            " let it finish, or pass --wait to run after it"
+        ) from None
+    try:
+        yield path
+    finally:
+        lock.release()

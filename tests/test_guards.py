@@ -1,0 +1,144 @@
+"""A bad destination or an overlapping run fails at once, before any API request."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pipelines.cli import main
+from tests.conftest import API_KEY
+
+OPENAI_FT = [sys.executable, "-m", "pipelines.cli"]
+
+
+@pytest.fixture
+def cli(sandbox, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+
+    def run(*args: str, duckdb_path=None):
+        path = str(duckdb_path or tmp_path / "ft.duckdb")
+        code = main(["load", "--duckdb-path", path, "--pipelines-dir", str(tmp_path / "pl"), *args])
+        out, err = capsys.readouterr()
+        return code, out, err.strip()
+
+    return run
+
+
+def test_unwritable_duckdb_path(cli, sandbox, tmp_path):
+    (tmp_path / "afile").write_text("I am a file")
+    target = tmp_path / "afile" / "ft.duckdb"
+    code, _, err = cli(duckdb_path=target)
+    assert code == 5
+    assert err == (
+        f"openai-ft: error: Cannot create the DuckDB file '{target}': '{tmp_path / 'afile'}'"
+        " is not a directory"
+    )
+    assert sandbox.stats.total == 0
+
+
+def test_missing_parent_directories_are_created(cli, tmp_path):
+    code, _, _ = cli(duckdb_path=tmp_path / "data" / "warehouse" / "ft.duckdb")
+    assert code == 0 and (tmp_path / "data" / "warehouse" / "ft.duckdb").is_file()
+
+
+def test_duckdb_file_locked_by_another_process(cli, sandbox, tmp_path):
+    target = tmp_path / "ft.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
+            " print('ready', flush=True); time.sleep(60)",
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        code, _, err = cli(duckdb_path=target)
+        assert code == 5
+        assert err == (
+            f"openai-ft: error: The DuckDB file '{target}' is locked by another process"
+            f" (PID {holder.pid}): close that connection (a DuckDB shell, a notebook) and retry"
+        )
+        assert sandbox.stats.total == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli(duckdb_path=target)[0] == 0  # released: the next run works
+
+
+def test_corrupt_duckdb_file(cli, sandbox, tmp_path):
+    target = tmp_path / "ft.duckdb"
+    target.write_bytes(b"this is not a database\n" * 512)
+    code, _, err = cli(duckdb_path=target)
+    assert code == 5
+    assert err == (
+        f"openai-ft: error: The file '{target}' is not a valid DuckDB database: move it away or"
+        " choose another --duckdb-path"
+    )
+    assert sandbox.stats.total == 0
+
+
+def _start_slow_run(sandbox, tmp_path) -> subprocess.Popen:
+    """A load in another process, slowed by sandbox latency; returns once it has requested."""
+    sandbox.latency = 0.25
+    env = {
+        "OPENAI_BASE_URL": sandbox.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "PATH": "/usr/bin:/bin",
+    }
+    first = subprocess.Popen(
+        [
+            *OPENAI_FT,
+            "load",
+            "--duckdb-path",
+            str(tmp_path / "ft.duckdb"),
+            "--pipelines-dir",
+            str(tmp_path / "pl"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(600):
+        if sandbox.stats.total:
+            return first
+        time.sleep(0.05)
+    first.kill()
+    raise AssertionError("the first run never reached the sandbox")
+
+
+def test_overlapping_run_exits_at_once(cli, sandbox, tmp_path):
+    first = _start_slow_run(sandbox, tmp_path)
+    try:
+        code, out, err = cli()
+        assert code == 6 and out == ""
+        assert err == (
+            "openai-ft: error: Another run of pipeline 'openai_fine_tuning' is in progress"
+            f" (lock {tmp_path / 'pl' / 'openai_fine_tuning.run.lock'}): let it finish, or pass"
+            " --wait to run after it"
+        )
+    finally:
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+
+
+def test_overlapping_run_with_wait_runs_after(cli, sandbox, world, tmp_path):
+    first = _start_slow_run(sandbox, tmp_path)
+    result = {}
+    second = threading.Thread(target=lambda: result.update(run=cli("--wait")))
+    second.start()
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    second.join(timeout=120)
+    code, out, _ = result["run"]
+    assert code == 0
+    # it ran after the first had loaded everything: nothing new
+    assert "job rows written: 0   checkpoints loaded: 0" in out
