@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pipelines.guards import check_duckdb_file, run_lock  # noqa: E402
+from pipelines.recovery import finish_interrupted_run  # noqa: E402
 from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
 from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
 
@@ -38,10 +39,16 @@ class LoadSummary:
     rows: Dict[str, int]
     requests: int
     elapsed: float
+    recovered_packages: int = 0
     info: Optional[LoadInfo] = None
 
     def lines(self) -> List[str]:
-        return [
+        recovered = (
+            [f"  finished {self.recovered_packages} load package(s) left by an interrupted run"]
+            if self.recovered_packages
+            else []
+        )
+        return recovered + [
             f"Loaded into {self.destination}, dataset {self.dataset}",
             f"  jobs seen: {self.jobs_seen}   job rows written: {self.rows.get('jobs', 0)}"
             f"   checkpoints loaded: {self.rows.get('checkpoints', 0)}",
@@ -115,6 +122,9 @@ def load(
     with run_lock(pipeline_name, pipelines_dir, wait):
         if destination == "duckdb":
             check_duckdb_file(duckdb_path)
+        # A killed run may have left packages (rows + the ledger they advance). dlt's run()
+        # would load them and skip extraction: finish them first, then extract as usual.
+        recovered = finish_interrupted_run(pipeline)
         info = pipeline.run(source, refresh="drop_sources" if full_refresh else None)
     normalize_info = pipeline.last_trace.last_normalize_info
     rows = dict(normalize_info.row_counts) if normalize_info else {}
@@ -125,6 +135,7 @@ def load(
         rows={name: rows.get(name, 0) for name in ("jobs", "checkpoints")},
         requests=stats.requests,
         elapsed=time.monotonic() - started,
+        recovered_packages=recovered,
         info=info,
     )
 
