@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import Iterable, List, Optional, Sequence
 
+from fake_openai.faults import FAULT_KINDS
 from sources.openai_fine_tuning.errors import FineTuningSourceError
 
 EXIT_UNEXPECTED = 1
@@ -73,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--max-checkpoints", type=int, default=8)
     sandbox.add_argument("--latency-ms", type=float, default=0.0)
     sandbox.add_argument("--api-key", default="sk-sandbox", help="the key the sandbox accepts")
+    sandbox.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests that fail, 0..1"
+    )
+    sandbox.add_argument("--fault-seed", type=int, default=0)
+    sandbox.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULT_KINDS),
+        help=f"comma-separated, from: {', '.join(FAULT_KINDS)}",
+    )
     return parser
 
 

@@ -8,8 +8,10 @@ import os
 import duckdb
 
 from fake_openai import FineTuningWorld, SandboxServer
+from fake_openai.faults import FaultPlan
 from pipelines.openai_fine_tuning_pipeline import load
 from pipelines.queries import best_checkpoint_sql
+from sources.openai_fine_tuning.errors import ConfigurationError
 
 DEMO_KEY = "sk-sandbox-demo"
 
@@ -46,6 +48,14 @@ def serve_sandbox(args: argparse.Namespace) -> int:
     sandbox = SandboxServer(
         world, api_key=args.api_key, port=args.port, latency=args.latency_ms / 1000
     )
+    if args.fault_rate:
+        try:
+            sandbox.faults = FaultPlan(
+                rate=args.fault_rate, seed=args.fault_seed, kinds=args.fault_kinds.split(",")
+            )
+        except ValueError as error:
+            raise ConfigurationError(f"Invalid sandbox faults: {error}") from None
+        print(f"Injecting faults into {args.fault_rate:.0%} of requests: {args.fault_kinds}")
     print(f"Sandbox at {sandbox.base_url} (controls under {sandbox.root_url}/_sandbox/)")
     print(f"  OPENAI_BASE_URL={sandbox.base_url} OPENAI_API_KEY={args.api_key} openai-ft load")
     try:

@@ -73,6 +73,12 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
             "6",
             "--api-key",
             API_KEY,
+            "--fault-rate",
+            "0.3",
+            "--fault-seed",
+            "5",
+            "--fault-kinds",
+            "500,503,502_html,429_retry_after_ms,drop",
         ],
         env=_env(),
         stdout=subprocess.PIPE,
@@ -86,7 +92,12 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        env = _env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=f"{root}/v1")
+        env = _env(
+            OPENAI_API_KEY=API_KEY,
+            OPENAI_BASE_URL=f"{root}/v1",
+            SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS="10",
+            SOURCES__OPENAI_FINE_TUNING__BACKOFF_BASE="0.01",
+        )
         workdir = tmp_path / "elsewhere"
         workdir.mkdir()
         first = subprocess.run(
@@ -121,6 +132,8 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
         with duckdb.connect(str(workdir / "openai_ft.duckdb"), read_only=True) as con:
             ids = [r[0] for r in con.execute(f"SELECT id FROM {DATASET}.checkpoints").fetchall()]
         assert sorted(ids) == sorted(c["id"] for c in truth["checkpoints"])
+        injected = requests.get(f"{root}/_sandbox/stats", timeout=5).json()["faults_injected"]
+        assert sum(injected.values()) > 0  # the loads above retried through real faults
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

@@ -241,3 +241,17 @@ def test_no_access_to_organization_or_project_403(cli, env, denied):
         "openai-ft: error: Access denied (403 Forbidden) at GET /v1/fine_tuning/jobs: the key has"
         f" no access to the configured organization or project ({denied})"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault-rate", "0.2", "--fault-kinds", "500,nope"], "unknown fault kinds ['nope']"),
+        (["--fault-rate", "1.5"], "fault rate must be within 0..1, got 1.5"),
+    ],
+)
+def test_sandbox_bad_fault_options(args, message, capsys):
+    code = main(["sandbox", "--port", "0", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(f"openai-ft: error: Invalid sandbox faults: {message}")
