@@ -28,7 +28,8 @@ class FaultPlan:
     Args:
         rate: Probability that a request gets a fault, 0..1.
         seed: Seed of the draws; the same seed and request order give the same faults.
-        kinds: Fault kinds to draw from (see `FAULT_KINDS`), uniformly.
+        kinds: Fault kinds to draw from (see `FAULT_KINDS`), uniformly; repeat a kind to
+            weight it (`["429_retry_after", "429_retry_after", "503"]`: two thirds 429).
         routes: Route kinds affected (see `ROUTE_KINDS`); all when None.
         retry_after: `retry-after` header value of `429_retry_after` (seconds or HTTP date).
         retry_after_ms: `retry-after-ms` header value of `429_retry_after_ms`.
@@ -48,6 +49,9 @@ class FaultPlan:
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        unknown = set(self.routes or ()) - set(ROUTE_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault routes {sorted(unknown)}; known: {ROUTE_KINDS}")
         if not 0 <= self.rate <= 1:
             raise ValueError(f"fault rate must be within 0..1, got {self.rate}")
         self._rng = random.Random(self.seed)

@@ -287,11 +287,12 @@ class SandboxServer:
             self.latency = float(query.get("ms", "0")) / 1000
             return {"latency_ms": self.latency * 1000}
         if path == "/_sandbox/faults":
-            kinds = query.get("kinds")
+            kinds, routes = query.get("kinds"), query.get("routes")
             self.faults = FaultPlan(
                 rate=float(query.get("rate", "0")),
                 seed=int(query.get("seed", "0")),
                 kinds=kinds.split(",") if kinds else FaultPlan.kinds,
+                routes=routes.split(",") if routes else None,
             )
             return {"rate": self.faults.rate, "kinds": list(self.faults.kinds)}
         if path == "/_sandbox/truth":

@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Iterable, List, Optional, Sequence
 
-from fake_openai.faults import FAULT_KINDS
+from fake_openai.faults import FAULT_KINDS, ROUTE_KINDS
 from sources.openai_fine_tuning.errors import FineTuningSourceError
 
 EXIT_UNEXPECTED = 1
@@ -81,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--fault-kinds",
         default=",".join(FAULT_KINDS),
-        help=f"comma-separated, from: {', '.join(FAULT_KINDS)}",
+        help=f"comma-separated, from: {', '.join(FAULT_KINDS)}; repeat one to weight it",
+    )
+    sandbox.add_argument(
+        "--fault-routes", help=f"comma-separated, from: {', '.join(ROUTE_KINDS)} (default all)"
     )
     return parser
 

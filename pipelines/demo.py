@@ -51,7 +51,10 @@ def serve_sandbox(args: argparse.Namespace) -> int:
     if args.fault_rate:
         try:
             sandbox.faults = FaultPlan(
-                rate=args.fault_rate, seed=args.fault_seed, kinds=args.fault_kinds.split(",")
+                rate=args.fault_rate,
+                seed=args.fault_seed,
+                kinds=args.fault_kinds.split(","),
+                routes=args.fault_routes.split(",") if args.fault_routes else None,
             )
         except ValueError as error:
             raise ConfigurationError(f"Invalid sandbox faults: {error}") from None

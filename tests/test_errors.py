@@ -248,6 +248,7 @@ def test_no_access_to_organization_or_project_403(cli, env, denied):
     [
         (["--fault-rate", "0.2", "--fault-kinds", "500,nope"], "unknown fault kinds ['nope']"),
         (["--fault-rate", "1.5"], "fault rate must be within 0..1, got 1.5"),
+        (["--fault-rate", "0.1", "--fault-routes", "files"], "unknown fault routes ['files']"),
     ],
 )
 def test_sandbox_bad_fault_options(args, message, capsys):
