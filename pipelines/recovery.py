@@ -7,30 +7,45 @@ from pathlib import Path
 from typing import List
 
 import dlt
+from dlt.common.storages.load_package import PackageStorage
+
+# what every extracted package has from the moment dlt's atomic rename publishes it
+_PACKAGE_PARTS = (
+    PackageStorage.SCHEMA_FILE_NAME,
+    PackageStorage.NEW_JOBS_FOLDER,
+    PackageStorage.STARTED_JOBS_FOLDER,
+    PackageStorage.COMPLETED_JOBS_FOLDER,
+    PackageStorage.FAILED_JOBS_FOLDER,
+)
 
 
-def drop_committed_extract_leftovers(pipeline: dlt.Pipeline) -> List[str]:
-    """Deletes extracted packages whose normalized twin was already committed.
+def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
+    """Deletes extracted packages that dlt was deleting when the process was killed.
 
-    dlt's normalize commits a package by renaming it into `load/normalized` (atomic) and then
-    deletes the extracted copy file by file ("Committing storage, do not kill this process").
-    A SIGKILL in between leaves a half-deleted extracted package that the next normalize
-    fails on. Its twin holds all of its data, so the leftover is safe to drop.
+    dlt deletes an extracted package file by file once it no longer needs it: after
+    normalize committed its twin into `load/normalized` by an atomic rename ("Committing
+    storage, do not kill this process"), or when the package turned out empty. A SIGKILL in
+    between leaves a package with parts missing, and the next normalize fails on it. Such a
+    package has either a committed twin or nothing to load, so it is safe to finish deleting.
 
     Returns:
-        The load ids whose leftovers were dropped.
+        The load ids of the packages dropped.
     """
     committed = set(pipeline.list_normalized_load_packages())
     committed |= set(pipeline.list_completed_load_packages())
-    leftovers = sorted(set(pipeline.list_extracted_load_packages()) & committed)
-    for load_id in leftovers:
-        shutil.rmtree(Path(pipeline.working_dir) / "normalize" / "extracted" / load_id)
-    return leftovers
+    extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
+    dropped = []
+    for load_id in pipeline.list_extracted_load_packages():
+        package = extracted / load_id
+        if load_id in committed or not all((package / p).exists() for p in _PACKAGE_PARTS):
+            shutil.rmtree(package)
+            dropped.append(load_id)
+    return dropped
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline) -> int:
     """Normalizes and loads packages a killed run left behind; returns how many there were."""
-    drop_committed_extract_leftovers(pipeline)
+    drop_half_deleted_extract_packages(pipeline)
     if not pipeline.has_pending_data:
         return 0
     pending = len(pipeline.list_extracted_load_packages())

@@ -131,3 +131,19 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
     assert summary.recovered_packages == 1
     assert not leftover.exists()
     assert_checkpoints_equal_truth(loader, world)
+
+
+def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
+    """A kill while dlt deletes an extracted package that had nothing to load leaves one
+    without a twin; parts of it are gone."""
+    loader.run()
+    extracted = loader.pipelines_dir / "openai_fine_tuning" / "normalize" / "extracted"
+    leftover = extracted / "1795000000.123"
+    (leftover / "failed_jobs").mkdir(parents=True)
+    (leftover / "schema.json").write_text("{}")
+    world.advance(seconds=60, new_checkpoints=1)
+
+    loader.run()
+
+    assert not leftover.exists()
+    assert_checkpoints_equal_truth(loader, world)
