@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="forget the state, drop the tables and load everything again",
     )
     load.add_argument("--page-size", type=int, help="items per list request, 1..100")
+    load.add_argument("--workers", type=int, help="requests in flight at once, 1..64 (default 8)")
     load.add_argument(
         "--wait", action="store_true", help="if this pipeline is already running, wait for it"
     )
@@ -155,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         options["job_ids"] = args.job_ids
     if args.page_size is not None:
         options["page_size"] = args.page_size
+    if args.workers is not None:
+        options["workers"] = args.workers
     summary = load(
         destination=args.destination,
         duckdb_path=args.duckdb_path,

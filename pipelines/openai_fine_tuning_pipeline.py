@@ -23,6 +23,7 @@ from pipelines.guards import check_duckdb_file, run_lock  # noqa: E402
 from pipelines.recovery import finish_interrupted_run  # noqa: E402
 from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
 from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
+from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
 
 PIPELINE_NAME = "openai_fine_tuning"
 DATASET_NAME = "openai_fine_tuning"
@@ -40,6 +41,8 @@ class LoadSummary:
     requests: int
     elapsed: float
     recovered_packages: int = 0
+    lowest_concurrency: Optional[int] = None
+    workers: Optional[int] = None
     info: Optional[LoadInfo] = None
 
     def lines(self) -> List[str]:
@@ -48,12 +51,24 @@ class LoadSummary:
             if self.recovered_packages
             else []
         )
-        return recovered + [
-            f"Loaded into {self.destination}, dataset {self.dataset}",
-            f"  jobs seen: {self.jobs_seen}   job rows written: {self.rows.get('jobs', 0)}"
-            f"   checkpoints loaded: {self.rows.get('checkpoints', 0)}",
-            f"  requests: {self.requests}   elapsed: {self.elapsed:.2f} s",
-        ]
+        throttled = (
+            [
+                f"  rate limited: concurrency lowered from {self.workers}"
+                f" to {self.lowest_concurrency}"
+            ]
+            if self.lowest_concurrency and self.workers and self.lowest_concurrency < self.workers
+            else []
+        )
+        return (
+            recovered
+            + throttled
+            + [
+                f"Loaded into {self.destination}, dataset {self.dataset}",
+                f"  jobs seen: {self.jobs_seen}   job rows written: {self.rows.get('jobs', 0)}"
+                f"   checkpoints loaded: {self.rows.get('checkpoints', 0)}",
+                f"  requests: {self.requests}   elapsed: {self.elapsed:.2f} s",
+            ]
+        )
 
 
 def make_pipeline(
@@ -125,7 +140,17 @@ def load(
         # A killed run may have left packages (rows + the ledger they advance). dlt's run()
         # would load them and skip extraction: finish them first, then extract as usual.
         recovered = finish_interrupted_run(pipeline)
-        info = pipeline.run(source, refresh="drop_sources" if full_refresh else None)
+        # extract, normalize, load as run() does, but with dlt's extract pool sized to our
+        # workers: each job's checkpoint pages are read in that pool
+        workers = stats.workers or DEFAULT_WORKERS
+        pipeline.extract(
+            source,
+            refresh="drop_sources" if full_refresh else None,
+            workers=workers,
+            max_parallel_items=2 * workers,
+        )
+        pipeline.normalize()
+        info = pipeline.load()
     normalize_info = pipeline.last_trace.last_normalize_info
     rows = dict(normalize_info.row_counts) if normalize_info else {}
     return LoadSummary(
@@ -136,6 +161,8 @@ def load(
         requests=stats.requests,
         elapsed=time.monotonic() - started,
         recovered_packages=recovered,
+        lowest_concurrency=stats.lowest_concurrency,
+        workers=stats.workers,
         info=info,
     )
 

@@ -44,11 +44,13 @@ def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline) -> int:
-    """Normalizes and loads packages a killed run left behind; returns how many there were."""
+    """Normalizes and loads packages a killed run left behind; returns how many there were.
+
+    Also restores the state from the destination when the working dir is new (dlt's run()
+    with no data does both), so an ephemeral runner keeps loading incrementally.
+    """
     drop_half_deleted_extract_packages(pipeline)
-    if not pipeline.has_pending_data:
-        return 0
     pending = len(pipeline.list_extracted_load_packages())
     pending += len(pipeline.list_normalized_load_packages())
-    pipeline.run()  # with no data, dlt's run() normalizes and loads what is pending
+    pipeline.run()
     return pending

@@ -47,6 +47,7 @@ def test_random_data_random_faults_converge_to_truth(seed, tmp_path):
     options = {
         "page_size": rng.choice([1, 2, 3, 100]),
         "request_timeout": 0.15,
+        "workers": rng.choice([1, 8]),
         **FAST_RETRIES,
     }
     with SandboxServer(world, api_key=API_KEY) as sandbox:

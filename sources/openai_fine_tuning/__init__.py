@@ -30,6 +30,7 @@ from .settings import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WORKERS,
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_ORGANIZATION,
@@ -38,6 +39,7 @@ from .settings import (
     JOB_TEXT_FIELDS,
     JOB_TIMESTAMP_FIELDS,
     MAX_PAGE_SIZE,
+    MAX_WORKERS,
 )
 from .stats import RunStats
 
@@ -101,6 +103,8 @@ def openai_fine_tuning(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     backoff_base: float = DEFAULT_BACKOFF_BASE,
     backoff_max: float = DEFAULT_BACKOFF_MAX,
+    workers: int = DEFAULT_WORKERS,
+    max_requests_per_second: Optional[float] = None,
     stats: Optional[RunStats] = None,
 ) -> Sequence[DltResource]:
     """Fine-tuning jobs and their checkpoints of one OpenAI organization (or compatible server).
@@ -116,6 +120,10 @@ def openai_fine_tuning(
         request_timeout: Seconds to wait for each response.
         backoff_base: Seconds before the first retry; doubles per retry, minus jitter.
         backoff_max: Cap of the wait between retries.
+        workers: Most requests in flight at once; checkpoints of different jobs are read in
+            parallel by dlt's extract workers (give `pipeline.extract` / `[extract] workers`
+            at least as many). Halved after a 429, grown back as requests succeed.
+        max_requests_per_second: Optional cap of request starts per second.
         stats: Counts requests and jobs of the run, for a summary.
 
     Returns:
@@ -136,6 +144,15 @@ def openai_fine_tuning(
         raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
     if request_timeout <= 0:
         raise ConfigurationError(f"request_timeout must be positive, got {request_timeout!r}")
+    if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigurationError(
+            f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}"
+            " (sources.openai_fine_tuning.workers)"
+        )
+    if max_requests_per_second is not None and max_requests_per_second <= 0:
+        raise ConfigurationError(
+            f"max_requests_per_second must be positive, got {max_requests_per_second!r}"
+        )
     if not 0 <= backoff_base <= backoff_max:
         raise ConfigurationError(
             f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
@@ -155,9 +172,12 @@ def openai_fine_tuning(
         request_timeout=request_timeout,
         backoff_base=backoff_base,
         backoff_max=backoff_max,
+        workers=workers,
+        max_requests_per_second=max_requests_per_second,
         stats=stats,
     )
     wanted = [j.strip() for j in job_ids or ()]
+    api.stats.workers = workers
 
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
@@ -189,6 +209,7 @@ def openai_fine_tuning(
     @dlt.transformer(
         data_from=jobs_to_read,
         name="checkpoints",
+        parallelized=True,  # each job's pages are read in dlt's extract thread pool
         write_disposition="merge",
         primary_key="id",
         columns=CHECKPOINT_COLUMNS,

@@ -25,9 +25,11 @@ from .settings import (
     DEFAULT_BACKOFF_MAX,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WORKERS,
     JOBS_PATH,
 )
 from .stats import RunStats
+from .throttle import RequestGate
 
 USER_AGENT = "dlt-openai-fine-tuning/0.1"
 
@@ -100,7 +102,9 @@ class FineTuningApi:
         request_timeout: Seconds to wait for a response.
         backoff_base: First retry wait in seconds (doubles per retry).
         backoff_max: Cap of the retry wait.
-        max_connections: Size of the keep-alive connection pool.
+        workers: Most requests in flight at once (and keep-alive connections kept); lowered
+            after 429s, raised again as requests succeed.
+        max_requests_per_second: Cap of request starts per second; None for no cap.
         stats: Where requests are counted.
     """
 
@@ -115,7 +119,8 @@ class FineTuningApi:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_connections: int = 8,
+        workers: int = DEFAULT_WORKERS,
+        max_requests_per_second: Optional[float] = None,
         stats: Optional[RunStats] = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -128,6 +133,7 @@ class FineTuningApi:
         self.page_size = page_size
         self.stats = stats if stats is not None else RunStats()
         self.policy = RetryPolicy(max_attempts, backoff_base, backoff_max)
+        self.gate = RequestGate(workers, max_requests_per_second)
         headers = {"User-Agent": USER_AGENT}
         if organization:
             headers["OpenAI-Organization"] = organization
@@ -139,7 +145,7 @@ class FineTuningApi:
             auth=BearerTokenAuth(api_key),
             paginator=OpenAICursorPaginator(),
             data_selector="data",
-            session=RetryingSession(self.policy, request_timeout, pool_size=max_connections),
+            session=RetryingSession(self.policy, request_timeout, self.gate),
         )
         self._hooks = {"response": [self._on_response]}
 
@@ -149,7 +155,7 @@ class FineTuningApi:
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Runs for every attempt: counts it, and ends the run on a final 4xx."""
-        self.stats.count_request()
+        self.stats.count_request(self.gate.lowest_limit)
         if response.status_code >= 400 and not self.policy.should_retry(response):
             raise _error_for(response)
 

@@ -19,6 +19,7 @@ from requests.exceptions import ChunkedEncodingError
 
 from .errors import UpstreamError
 from .responses import api_message
+from .throttle import RequestGate
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
@@ -115,14 +116,16 @@ class RetryingSession(requests.Session):
     Args:
         policy: When and how long to retry.
         timeout: Seconds to wait for each response.
-        pool_size: Keep-alive connections kept per host.
+        gate: Bounds requests in flight; told about 429s and successes.
     """
 
-    def __init__(self, policy: RetryPolicy, timeout: float, pool_size: int = 8) -> None:
+    def __init__(self, policy: RetryPolicy, timeout: float, gate: RequestGate) -> None:
         super().__init__()
         self.policy = policy
         self.timeout = timeout
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.gate = gate
+        # one keep-alive connection per request the gate lets through at once
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=gate.max_concurrency)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
@@ -134,7 +137,8 @@ class RetryingSession(requests.Session):
         while True:
             attempt += 1
             try:
-                response = super().send(request, **kwargs)
+                with self.gate:
+                    response = super().send(request, **kwargs)
             except RETRY_EXCEPTIONS as error:
                 if attempt >= self.policy.max_attempts:
                     raise UpstreamError(
@@ -143,6 +147,10 @@ class RetryingSession(requests.Session):
                     ) from None
                 time.sleep(self.policy.delay(attempt))
                 continue
+            if response.status_code == 429:
+                self.gate.rate_limited()
+            elif response.status_code < 400:
+                self.gate.succeeded()
             if response.status_code < 400 or not self.policy.should_retry(response):
                 return response
             if attempt >= self.policy.max_attempts:

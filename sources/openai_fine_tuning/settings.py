@@ -24,6 +24,10 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_BACKOFF_BASE = 0.5  # seconds before the first retry, doubling, as in the OpenAI SDK
 DEFAULT_BACKOFF_MAX = 8.0
 
+# Concurrency: checkpoints of different jobs are read in parallel
+DEFAULT_WORKERS = 8
+MAX_WORKERS = 64
+
 # Unix-seconds fields typed as TIMESTAMP WITH TIME ZONE in the destination.
 JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")
 # Nested job fields kept whole as JSON: their shapes vary by method and would otherwise
