@@ -303,6 +303,9 @@ class SandboxServer:
 def _make_handler(sandbox: SandboxServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real API
+        # headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+        # and the client's delayed ACK stall every keep-alive response by ~40 ms
+        disable_nagle_algorithm = True
         server_version = "fake-openai"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -96,10 +96,19 @@ class FineTuningWorld:
             `max(max_checkpoints, 3)` so that it spans several pages at small page sizes).
         null_metrics: Send `full_valid_*` as explicit nulls before a full validation ran, as
             the API reference describes; the spec types them `number`, so off by default.
+        checkpoints_per_job: Every generated job (but queued or validating ones) gets exactly
+            this many checkpoints instead of 0..max_checkpoints.
+        big_job_checkpoints: Checkpoints of the oldest job, instead of `max(max_checkpoints, 3)`.
     """
 
     def __init__(
-        self, seed: int = 0, jobs: int = 12, max_checkpoints: int = 8, null_metrics: bool = False
+        self,
+        seed: int = 0,
+        jobs: int = 12,
+        max_checkpoints: int = 8,
+        null_metrics: bool = False,
+        checkpoints_per_job: Optional[int] = None,
+        big_job_checkpoints: Optional[int] = None,
     ) -> None:
         self.null_metrics = null_metrics
         self._rng = random.Random(seed)
@@ -118,9 +127,15 @@ class FineTuningWorld:
                 status = statuses[index]
             else:
                 status = self._rng.choice(TERMINAL_STATUSES + ("succeeded", "succeeded"))
-            n_ckpt = self._rng.randint(0, max_checkpoints) if status != "queued" else 0
+            n_ckpt = self._rng.randint(0, max_checkpoints)
+            if checkpoints_per_job is not None:
+                n_ckpt = checkpoints_per_job
             if index == 0:
-                n_ckpt = max(max_checkpoints, 3)
+                n_ckpt = (
+                    max(max_checkpoints, 3) if big_job_checkpoints is None else big_job_checkpoints
+                )
+            if status == "queued":
+                n_ckpt = 0
             if status == "validating_files":
                 n_ckpt = 0
             self.add_job(status=status, checkpoints=n_ckpt, validation=index % 4 != 1)

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed", type=int, default=7)
     sandbox.add_argument("--jobs", type=int, default=24)
     sandbox.add_argument("--max-checkpoints", type=int, default=8)
+    sandbox.add_argument("--checkpoints-per-job", type=int, help="exactly this many per job")
+    sandbox.add_argument("--big-job-checkpoints", type=int, help="checkpoints of the oldest job")
     sandbox.add_argument("--latency-ms", type=float, default=0.0)
     sandbox.add_argument("--api-key", default="sk-sandbox", help="the key the sandbox accepts")
     sandbox.add_argument(

@@ -44,7 +44,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def serve_sandbox(args: argparse.Namespace) -> int:
     """Serves the sandbox in the foreground until Ctrl-C."""
-    world = FineTuningWorld(seed=args.seed, jobs=args.jobs, max_checkpoints=args.max_checkpoints)
+    world = FineTuningWorld(
+        seed=args.seed,
+        jobs=args.jobs,
+        max_checkpoints=args.max_checkpoints,
+        checkpoints_per_job=args.checkpoints_per_job,
+        big_job_checkpoints=args.big_job_checkpoints,
+    )
     sandbox = SandboxServer(
         world, api_key=args.api_key, port=args.port, latency=args.latency_ms / 1000
     )

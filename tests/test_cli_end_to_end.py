@@ -154,9 +154,6 @@ def test_error_exit_code_and_single_line_from_the_real_command(tmp_path):
 
 
 def test_other_dlt_destination_filesystem(sandbox, world, tmp_path, monkeypatch, capsys):
-    import gzip
-    import json
-
     from pipelines.cli import main
 
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
@@ -168,9 +165,8 @@ def test_other_dlt_destination_filesystem(sandbox, world, tmp_path, monkeypatch,
     assert main(args) == 0
     assert "Loaded into filesystem, dataset openai_fine_tuning" in capsys.readouterr().out
 
-    ids = []
-    for path in sorted((tmp_path / "lake" / DATASET / "checkpoints").glob("*.jsonl.gz")):
-        with gzip.open(path, "rt") as lines:
-            ids += [json.loads(line)["id"] for line in lines]
+    files = tmp_path / "lake" / DATASET / "checkpoints" / "*.parquet"
+    with duckdb.connect() as con:
+        ids = [r[0] for r in con.execute(f"SELECT id FROM read_parquet('{files}')").fetchall()]
     # the filesystem destination appends: each checkpoint arrives exactly once across runs
     assert sorted(ids) == sorted(c["id"] for c in world.truth_checkpoints())

@@ -1,0 +1,284 @@
+"""`python -m bench`: this project vs dlt's `rest_api` source vs the raw floor, on the sandbox.
+
+Every number comes from this run: the sandbox runs in its own process, each measurement in a
+fresh process (imports not timed). Prints one table and writes `bench/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import requests
+
+KEY = "sk-bench"
+HERE = Path(__file__).resolve().parent
+
+
+class Sandbox:
+    """`openai-ft sandbox` in a child process."""
+
+    def __init__(
+        self,
+        jobs: int,
+        latency_ms: float,
+        max_checkpoints: int = 6,
+        checkpoints_per_job: Optional[int] = None,
+        big_job_checkpoints: Optional[int] = None,
+    ) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sandbox",
+            "--port",
+            str(self.port),
+            "--jobs",
+            str(jobs),
+            "--latency-ms",
+            str(latency_ms),
+            "--api-key",
+            KEY,
+            "--max-checkpoints",
+            str(max_checkpoints),
+            "--seed",
+            "1",
+        ]
+        if checkpoints_per_job is not None:
+            command += ["--checkpoints-per-job", str(checkpoints_per_job)]
+        if big_job_checkpoints is not None:
+            command += ["--big-job-checkpoints", str(big_job_checkpoints)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        self.root_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.root_url + "/v1"
+        deadline = time.monotonic() + 600  # a million checkpoints take a while to generate
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{self.root_url}/_sandbox/stats", timeout=5)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("sandbox did not start")
+
+    def requests(self) -> int:
+        return int(requests.get(f"{self.root_url}/_sandbox/stats", timeout=60).json()["total"])
+
+    def reset(self) -> None:
+        requests.post(f"{self.root_url}/_sandbox/reset_stats", timeout=60)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def measure(
+    scenario: str, sandbox: Sandbox, workdir: Path, workers: int, rerun: bool = False
+) -> Dict[str, Any]:
+    sandbox.reset()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.measure",
+        scenario,
+        "--base-url",
+        sandbox.base_url,
+        "--root-url",
+        sandbox.root_url,
+        "--key",
+        KEY,
+        "--workdir",
+        str(workdir),
+        "--workers",
+        str(workers),
+    ] + (["--rerun"] if rerun else [])
+    output = subprocess.run(command, capture_output=True, text=True, check=False)
+    if output.returncode != 0:
+        raise RuntimeError(f"{scenario} failed:\n{output.stderr[-3000:]}")
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result["requests"] = sandbox.requests() if scenario != "empty" else 0
+    return result
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def compare(args: argparse.Namespace, root: Path) -> List[List[str]]:
+    rows: List[List[str]] = []
+    sandbox = Sandbox(args.jobs, args.latency_ms, big_job_checkpoints=args.big_job)
+    results: Dict[str, Dict[str, Any]] = {}
+    try:
+        for name in ("ours", "peer", "floor"):
+            workdir = root / name
+            workdir.mkdir()
+            results[f"{name} first"] = measure(name, sandbox, workdir, args.workers)
+            results[f"{name} rerun"] = measure(name, sandbox, workdir, args.workers, rerun=True)
+    finally:
+        sandbox.close()
+    empty_dir = root / "empty"
+    empty_dir.mkdir()
+    measure_empty = [measure_local_empty(empty_dir, args.workers) for _ in range(3)]
+    overhead = sorted(m["wall"] for m in measure_empty[1:])[0]  # a warm rerun, best of two
+    for kind in ("first", "rerun"):
+        ours, peer, floor = (results[f"{n} {kind}"] for n in ("ours", "peer", "floor"))
+        for name, r in (("this project", ours), ("dlt rest_api", peer), ("raw floor", floor)):
+            rows.append(
+                [
+                    f"{kind} load" if kind == "first" else "no-change rerun",
+                    name,
+                    _fmt(r["wall"]),
+                    str(r["requests"]),
+                    str(r["rows"]),
+                    f"{r['peak_rss_mb']:.0f} MB",
+                ]
+            )
+        rows.append(
+            [
+                f"{kind}: ratios",
+                "ours / floor",
+                f"{ours['wall'] / floor['wall']:.2f}x",
+                "peer / ours",
+                f"{peer['wall'] / ours['wall']:.1f}x",
+                "",
+            ]
+        )
+    rows.append(["dlt fixed overhead", "empty source, warm rerun", _fmt(overhead), "0", "0", ""])
+    ours_rerun = results["ours rerun"]["wall"]
+    rows.append(["rerun over overhead", "this project", _fmt(ours_rerun - overhead), "", "", ""])
+    steps = results["ours first"].get("steps", {})
+    if steps:
+        rows.append(
+            [
+                "ours first: steps",
+                ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()),
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def measure_local_empty(workdir: Path, workers: int) -> Dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.measure",
+        "empty",
+        "--base-url",
+        "http://unused",
+        "--key",
+        KEY,
+        "--workdir",
+        str(workdir),
+        "--workers",
+        str(workers),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
+    rows: List[List[str]] = []
+    cases = [
+        ("1 job x {n} checkpoints", {"jobs": 1, "big_job_checkpoints": n}) for n in args.big_sizes
+    ]
+    cases.append(
+        (
+            f"{args.many_jobs} jobs x 3 checkpoints",
+            {"jobs": args.many_jobs, "checkpoints_per_job": 3},
+        )
+    )
+    for label, world in cases:
+        n = world.get("big_job_checkpoints")
+        sandbox = Sandbox(
+            world["jobs"],
+            0,
+            checkpoints_per_job=world.get("checkpoints_per_job"),
+            big_job_checkpoints=world.get("big_job_checkpoints"),
+        )
+        try:
+            workdir = root / f"stress_{len(rows)}"
+            workdir.mkdir()
+            r = measure("ours", sandbox, workdir, args.workers)
+        finally:
+            sandbox.close()
+        rows.append(
+            [
+                label.format(n=f"{n:,}" if n else ""),
+                _fmt(r["wall"]),
+                str(r["requests"]),
+                f"{r['rows']:,}",
+                f"{r['rows'] / r['wall']:,.0f}",
+                f"{r['peak_rss_mb']:.0f} MB",
+            ]
+        )
+    return rows
+
+
+def table(header: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--big-job", type=int, default=350, help="checkpoints of the big job")
+    parser.add_argument("--big-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--many-jobs", type=int, default=10_000)
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="openai-ft-bench-") as tmp:
+        root = Path(tmp)
+        compared = compare(args, root)
+        stressed = stress(args, root)
+    header = ["case", "who", "wall", "requests", "rows", "peak RSS"]
+    stress_header = ["0 ms latency", "wall", "requests", "rows", "rows/s", "peak RSS"]
+    command = "python -m bench " + " ".join(sys.argv[1:])
+    text = "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"`{command.strip()}` on {datetime.date.today()}, {os.cpu_count()} cores,"
+            f" Python {platform.python_version()}, {platform.machine()}; took"
+            f" {time.monotonic() - started:.0f} s.",
+            "",
+            f"Sandbox: {args.jobs} jobs, ~3 checkpoints each (one job with {args.big_job}),"
+            f" {args.latency_ms:g} ms per request; {args.workers} workers for everyone.",
+            "",
+            table(header, compared),
+            "",
+            table(stress_header, stressed),
+            "",
+        ]
+    )
+    print(text)
+    notes = HERE / "NOTES.md"
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    Path(args.out).write_text(text)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""One measured run in a fresh process: `python -m bench.measure SCENARIO ...` prints one JSON line.
+
+Scenarios: `ours` (this project's `load()`), `peer` (dlt's declarative `rest_api` source, its
+best configuration for these endpoints), `floor` (every page that must be fetched, fetched with
+the same workers over pooled connections and JSON-parsed, nothing loaded), `empty` (a dlt run of
+an empty source: dlt's fixed per-run overhead). Only the run itself is timed, not imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import dlt
+import requests
+from requests.adapters import HTTPAdapter
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
+    from pipelines.openai_fine_tuning_pipeline import load
+
+    started = time.perf_counter()
+    summary = load(
+        duckdb_path=str(Path(args.workdir) / "ours.duckdb"),
+        pipelines_dir=str(Path(args.workdir) / "pl_ours"),
+        api_key=args.key,
+        base_url=args.base_url,
+        workers=args.workers,
+    )
+    wall = time.perf_counter() - started
+    steps = {
+        step.step: (step.finished_at - step.started_at).total_seconds()
+        for step in summary.info.pipeline.last_trace.steps
+        if step.step in ("extract", "normalize", "load")
+    }
+    return {"wall": wall, "rows": sum(summary.rows.values()), "steps": steps}
+
+
+def peer_config(base_url: str, key: str) -> Dict[str, Any]:
+    """dlt `rest_api` for the same endpoints, as a user would write it at best: cursor paging
+    with `has_more`, checkpoints as a dependent resource read in parallel, merge on `id`,
+    and `incremental` on `created_at` (one cursor for all jobs, the most rest_api offers)."""
+    return {
+        "client": {
+            "base_url": base_url.rstrip("/") + "/",
+            "auth": {"type": "bearer", "token": key},
+        },
+        "resource_defaults": {
+            "primary_key": "id",
+            "write_disposition": "merge",
+            "endpoint": {"params": {"limit": 100}, "data_selector": "data"},
+        },
+        "resources": [
+            {
+                "name": "jobs",
+                "endpoint": {
+                    "path": "fine_tuning/jobs",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "data[-1].id",
+                        "cursor_param": "after",
+                        "has_more_path": "has_more",
+                    },
+                },
+            },
+            {
+                "name": "checkpoints",
+                "parallelized": True,
+                "endpoint": {
+                    "path": "fine_tuning/jobs/{resources.jobs.id}/checkpoints",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "last_id",
+                        "cursor_param": "after",
+                        "has_more_path": "has_more",
+                    },
+                    "incremental": {"cursor_path": "created_at", "initial_value": 0},
+                },
+            },
+        ],
+    }
+
+
+def run_peer(args: argparse.Namespace) -> Dict[str, Any]:
+    from dlt.sources.rest_api import rest_api_source
+
+    pipeline = dlt.pipeline(
+        "peer_rest_api",
+        destination=dlt.destinations.duckdb(str(Path(args.workdir) / "peer_rest_api.duckdb")),
+        dataset_name="peer",
+        pipelines_dir=str(Path(args.workdir) / "pl_peer"),
+    )
+    started = time.perf_counter()
+    source = rest_api_source(peer_config(args.base_url, args.key))
+    pipeline.extract(source, workers=args.workers, max_parallel_items=2 * args.workers)
+    pipeline.normalize()
+    pipeline.load()
+    info = pipeline.last_trace.last_normalize_info
+    rows = sum(v for k, v in (info.row_counts if info else {}).items() if not k.startswith("_dlt"))
+    return {"wall": time.perf_counter() - started, "rows": rows}
+
+
+def run_empty(args: argparse.Namespace) -> Dict[str, Any]:
+    @dlt.resource(name="nothing", write_disposition="merge", primary_key="id")
+    def nothing() -> Any:
+        yield from ()
+
+    pipeline = dlt.pipeline(
+        "empty",
+        destination=dlt.destinations.duckdb(str(Path(args.workdir) / "empty_run.duckdb")),
+        dataset_name="empty",
+        pipelines_dir=str(Path(args.workdir) / "pl_empty"),
+    )
+    started = time.perf_counter()
+    pipeline.run(nothing())
+    return {"wall": time.perf_counter() - started, "rows": 0}
+
+
+def _session(workers: int, key: str) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=workers)
+    session.mount("http://", adapter)
+    session.headers["Authorization"] = f"Bearer {key}"
+    return session
+
+
+def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
+    """The physical limit: the necessary pages only, parsed, with the same workers.
+
+    First load: every job-list page (a chain) and every checkpoint page of every job (a chain
+    per job, jobs in parallel, started as soon as their job is listed). Rerun: the job-list
+    pages down to the oldest unfinished job and one checkpoints request per unfinished job,
+    known from an oracle (the sandbox's truth) rather than from state.
+    """
+    session = _session(args.workers, args.key)
+    base = args.base_url.rstrip("/")
+
+    def pages(path: str, stop_after: Optional[int] = None) -> List[Dict[str, Any]]:
+        items: List[Dict[str, Any]] = []
+        after, fetched = None, 0
+        while True:
+            params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
+            body = session.get(f"{base}/{path}", params=params, timeout=60).json()
+            items += body["data"]
+            fetched += 1
+            if not body["has_more"] or (stop_after is not None and fetched >= stop_after):
+                return items
+            after = body.get("last_id") or body["data"][-1]["id"]
+
+    started = time.perf_counter()
+    rows = 0
+    with ThreadPoolExecutor(args.workers) as pool:
+        if args.rerun:
+            truth = session.get(f"{args.root_url}/_sandbox/truth", timeout=600).json()["jobs"]
+            open_jobs = [i for i, j in enumerate(truth) if j["status"] not in _TERMINAL]
+            started = time.perf_counter()  # the oracle lookup is not part of the floor
+            deepest = open_jobs[-1] if open_jobs else 0
+            jobs = pages("fine_tuning/jobs", stop_after=deepest // 100 + 1)
+            rows += len(jobs)
+            futures = [
+                pool.submit(pages, f"fine_tuning/jobs/{truth[i]['id']}/checkpoints", 1)
+                for i in open_jobs
+            ]
+        else:
+            futures = []
+            after = None
+            while True:  # stream: checkpoints of a job start as soon as it is listed
+                params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
+                body = session.get(f"{base}/fine_tuning/jobs", params=params, timeout=60).json()
+                rows += len(body["data"])
+                futures += [
+                    pool.submit(pages, f"fine_tuning/jobs/{job['id']}/checkpoints")
+                    for job in body["data"]
+                ]
+                if not body["has_more"]:
+                    break
+                after = body["data"][-1]["id"]
+        rows += sum(len(f.result()) for f in futures)
+    return {"wall": time.perf_counter() - started, "rows": rows}
+
+
+_TERMINAL = ("succeeded", "failed", "cancelled")
+SCENARIOS = {"ours": run_ours, "peer": run_peer, "floor": run_floor, "empty": run_empty}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--root-url", default="")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--rerun", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    result = SCENARIOS[args.scenario](args)
+    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
