@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_load_options(parser: argparse.ArgumentParser, duckdb_default: str) -> None:
     parser.add_argument("--duckdb-path", default=duckdb_default, metavar="PATH")
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        default="128MB",
+        metavar="SIZE",
+        help="DuckDB's memory while loading (default 128MB)",
+    )
     parser.add_argument("--dataset", default="openai_fine_tuning", metavar="NAME")
     parser.add_argument(
         "--pipelines-dir",
@@ -167,6 +173,7 @@ def _run(args: argparse.Namespace) -> int:
         pipelines_dir=args.pipelines_dir,
         full_refresh=args.full_refresh,
         wait=args.wait,
+        duckdb_memory_limit=args.duckdb_memory_limit,
         **options,
     )
     print("\n".join(summary.lines()))

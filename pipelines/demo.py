@@ -27,6 +27,7 @@ def run_demo(args: argparse.Namespace) -> int:
             pipelines_dir=args.pipelines_dir,
             pipeline_name="openai_fine_tuning_demo",
             full_refresh=True,  # the demo always shows a complete load
+            duckdb_memory_limit=args.duckdb_memory_limit,
             api_key=DEMO_KEY,
             base_url=sandbox.base_url,
         )

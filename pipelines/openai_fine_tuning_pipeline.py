@@ -7,6 +7,7 @@ Run `python pipelines/openai_fine_tuning_pipeline.py` with `OPENAI_API_KEY` set,
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
 PIPELINE_NAME = "openai_fine_tuning"
 DATASET_NAME = "openai_fine_tuning"
 DUCKDB_PATH = "openai_ft.duckdb"
+DUCKDB_MEMORY_LIMIT = "128MB"
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 @dataclass
@@ -78,8 +81,19 @@ def make_pipeline(
     dataset: str = DATASET_NAME,
     pipelines_dir: Optional[str] = None,
     pipeline_name: str = PIPELINE_NAME,
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
 ) -> dlt.Pipeline:
-    """The dlt pipeline; DuckDB writes to `duckdb_path`, other destinations use dlt config."""
+    """The dlt pipeline; DuckDB writes to `duckdb_path`, other destinations use dlt config.
+
+    DuckDB's buffer pool is capped at `duckdb_memory_limit` on the loading connection: it
+    otherwise grows toward 80% of RAM with the rows merged, and a scheduled job should keep
+    a flat footprint (bench/NOTES.md). Queries on the file are not affected.
+    """
+    if not MEMORY_SIZE.fullmatch(duckdb_memory_limit):
+        raise ConfigurationError(
+            f"Invalid DuckDB memory limit {duckdb_memory_limit!r}: expected a size such as"
+            " 128MB or 2GB (--duckdb-memory-limit)"
+        )
     if destination == "duckdb" and Path(duckdb_path).stem == dataset:
         # DuckDB names the file's catalog after its stem: `name.table` would then be ambiguous
         raise ConfigurationError(
@@ -88,7 +102,12 @@ def make_pipeline(
             " or --dataset"
         )
     target: Any = (
-        dlt.destinations.duckdb(credentials=os.path.abspath(duckdb_path))
+        dlt.destinations.duckdb(
+            credentials={
+                "database": os.path.abspath(duckdb_path),
+                "global_config": {"memory_limit": duckdb_memory_limit},
+            }
+        )
         if destination == "duckdb"
         else destination
     )
@@ -125,6 +144,7 @@ def load(
     full_refresh: bool = False,
     pipeline_name: str = PIPELINE_NAME,
     wait: bool = False,
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
     **source_options: Any,
 ) -> LoadSummary:
     """Runs one incremental load (or a full reload with `full_refresh`).
@@ -137,6 +157,7 @@ def load(
         full_refresh: Forget the state, drop the tables and load everything again.
         pipeline_name: Name of the dlt pipeline (and its state).
         wait: When another run of this pipeline is in progress, wait for it instead of failing.
+        duckdb_memory_limit: DuckDB's buffer pool size while loading (e.g. `128MB`, `2GB`).
         **source_options: Passed to `openai_fine_tuning()` (job_ids, page_size, base_url, ...).
 
     Returns:
@@ -145,7 +166,9 @@ def load(
     started = time.monotonic()
     stats = RunStats()
     source = openai_fine_tuning(stats=stats, **source_options)
-    pipeline = make_pipeline(destination, duckdb_path, dataset, pipelines_dir, pipeline_name)
+    pipeline = make_pipeline(
+        destination, duckdb_path, dataset, pipelines_dir, pipeline_name, duckdb_memory_limit
+    )
     with run_lock(pipeline_name, pipelines_dir, wait):
         if destination == "duckdb":
             check_duckdb_file(duckdb_path)

@@ -142,3 +142,19 @@ def test_overlapping_run_with_wait_runs_after(cli, sandbox, world, tmp_path):
     assert code == 0
     # it ran after the first had loaded everything: nothing new
     assert "job rows written: 0   checkpoints loaded: 0" in out
+
+
+@pytest.mark.parametrize("limit", ["lots", "128", "-1GB"])
+def test_invalid_duckdb_memory_limit(cli, sandbox, limit):
+    code, _, err = cli(f"--duckdb-memory-limit={limit}")
+    assert code == 2
+    assert err == (
+        f"openai-ft: error: Invalid DuckDB memory limit {limit!r}: expected a size such as 128MB"
+        " or 2GB (--duckdb-memory-limit)"
+    )
+    assert sandbox.stats.total == 0
+
+
+def test_duckdb_memory_limit_is_accepted_by_duckdb(cli, world, tmp_path):
+    code, out, _ = cli("--duckdb-memory-limit", "1GB")
+    assert code == 0 and f"checkpoints loaded: {len(world.truth_checkpoints())}" in out
