@@ -134,6 +134,11 @@ def explain(error: BaseException) -> tuple[int, str]:
             return EXIT_CONFIG, "Configuration error: " + _one_line(str(cause))[:300]
     if isinstance(error, PipelineStepFailed) and error.step in ("sync", "load"):
         root = list(_chain(error))[-1]
+        if "Out of Memory Error" in str(root):
+            return EXIT_DESTINATION, (
+                "DuckDB ran out of memory while loading: raise --duckdb-memory-limit (default"
+                " 128MB); the extracted rows are kept and the next run loads them"
+            )
         return EXIT_DESTINATION, f"Destination error during {error.step}: " + _one_line(
             f"{type(root).__name__}: {root}"
         )[:300]
@@ -183,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of `openai-ft`; returns the exit code."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+    # dlt logs failures itself, with tracebacks: a user sees our one line unless --verbose
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING" if args.verbose else "CRITICAL")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     try:
         return _run(args)

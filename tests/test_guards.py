@@ -158,3 +158,33 @@ def test_invalid_duckdb_memory_limit(cli, sandbox, limit):
 def test_duckdb_memory_limit_is_accepted_by_duckdb(cli, world, tmp_path):
     code, out, _ = cli("--duckdb-memory-limit", "1GB")
     assert code == 0 and f"checkpoints loaded: {len(world.truth_checkpoints())}" in out
+
+
+def test_duckdb_out_of_memory_is_one_line_and_the_next_run_recovers(tmp_path, monkeypatch, capsys):
+    from fake_openai import FineTuningWorld, SandboxServer
+    from tests.conftest import Loader, assert_checkpoints_equal_truth
+
+    world = FineTuningWorld(seed=3, jobs=1, big_job_checkpoints=20_000)
+    with SandboxServer(world, api_key=API_KEY) as sandbox:
+        monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+        loader = Loader(sandbox, tmp_path)
+        args = [
+            "load",
+            "--duckdb-path",
+            str(loader.duckdb_path),
+            "--pipelines-dir",
+            str(loader.pipelines_dir),
+        ]
+        code = main([*args, "--duckdb-memory-limit", "4MB"])
+        err = capsys.readouterr().err
+        assert code == 5
+        assert err.strip() == (
+            "openai-ft: error: DuckDB ran out of memory while loading: raise"
+            " --duckdb-memory-limit (default 128MB); the extracted rows are kept and the next"
+            " run loads them"
+        )
+        sandbox.stats.reset()
+        assert main(args) == 0
+        assert "finished 1 load package(s) left by an interrupted run" in capsys.readouterr().out
+        assert_checkpoints_equal_truth(loader, world)
