@@ -85,18 +85,21 @@ class Sandbox:
 
 
 def measure(
-    scenario: str, sandbox: Sandbox, workdir: Path, workers: int, rerun: bool = False
+    scenario: str, sandbox: Optional[Sandbox], workdir: Path, workers: int, rerun: bool = False
 ) -> Dict[str, Any]:
-    sandbox.reset()
+    """Runs `bench.measure` in a fresh process; adds the requests the sandbox counted."""
+    if sandbox is not None:
+        sandbox.reset()
+    urls = (sandbox.base_url, sandbox.root_url) if sandbox else ("http://unused", "")
     command = [
         sys.executable,
         "-m",
         "bench.measure",
         scenario,
         "--base-url",
-        sandbox.base_url,
+        urls[0],
         "--root-url",
-        sandbox.root_url,
+        urls[1],
         "--key",
         KEY,
         "--workdir",
@@ -108,7 +111,7 @@ def measure(
     if output.returncode != 0:
         raise RuntimeError(f"{scenario} failed:\n{output.stderr[-3000:]}")
     result = json.loads(output.stdout.strip().splitlines()[-1])
-    result["requests"] = sandbox.requests() if scenario != "empty" else 0
+    result["requests"] = sandbox.requests() if sandbox is not None else 0
     return result
 
 
@@ -130,7 +133,7 @@ def compare(args: argparse.Namespace, root: Path) -> List[List[str]]:
         sandbox.close()
     empty_dir = root / "empty"
     empty_dir.mkdir()
-    measure_empty = [measure_local_empty(empty_dir, args.workers) for _ in range(3)]
+    measure_empty = [measure("empty", None, empty_dir, args.workers) for _ in range(3)]
     overhead = sorted(m["wall"] for m in measure_empty[1:])[0]  # a warm rerun, best of two
     for kind in ("first", "rerun"):
         ours, peer, floor = (results[f"{n} {kind}"] for n in ("ours", "peer", "floor"))
@@ -171,25 +174,6 @@ def compare(args: argparse.Namespace, root: Path) -> List[List[str]]:
             ]
         )
     return rows
-
-
-def measure_local_empty(workdir: Path, workers: int) -> Dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.measure",
-        "empty",
-        "--base-url",
-        "http://unused",
-        "--key",
-        KEY,
-        "--workdir",
-        str(workdir),
-        "--workers",
-        str(workers),
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:

@@ -26,6 +26,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _duckdb_pipeline(name: str, workdir: str) -> dlt.Pipeline:
+    # the file is named apart from the dataset: DuckDB would not tell catalog from schema
+    return dlt.pipeline(
+        name,
+        destination=dlt.destinations.duckdb(str(Path(workdir) / f"{name}.duckdb")),
+        dataset_name=f"{name}_data",
+        pipelines_dir=str(Path(workdir) / f"pl_{name}"),
+    )
+
+
 def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
     from pipelines.openai_fine_tuning_pipeline import load
 
@@ -94,12 +104,7 @@ def peer_config(base_url: str, key: str) -> Dict[str, Any]:
 def run_peer(args: argparse.Namespace) -> Dict[str, Any]:
     from dlt.sources.rest_api import rest_api_source
 
-    pipeline = dlt.pipeline(
-        "peer_rest_api",
-        destination=dlt.destinations.duckdb(str(Path(args.workdir) / "peer_rest_api.duckdb")),
-        dataset_name="peer",
-        pipelines_dir=str(Path(args.workdir) / "pl_peer"),
-    )
+    pipeline = _duckdb_pipeline("peer_rest_api", args.workdir)
     started = time.perf_counter()
     source = rest_api_source(peer_config(args.base_url, args.key))
     pipeline.extract(source, workers=args.workers, max_parallel_items=2 * args.workers)
@@ -115,12 +120,7 @@ def run_empty(args: argparse.Namespace) -> Dict[str, Any]:
     def nothing() -> Any:
         yield from ()
 
-    pipeline = dlt.pipeline(
-        "empty",
-        destination=dlt.destinations.duckdb(str(Path(args.workdir) / "empty_run.duckdb")),
-        dataset_name="empty",
-        pipelines_dir=str(Path(args.workdir) / "pl_empty"),
-    )
+    pipeline = _duckdb_pipeline("empty_run", args.workdir)
     started = time.perf_counter()
     pipeline.run(nothing())
     return {"wall": time.perf_counter() - started, "rows": 0}

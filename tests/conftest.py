@@ -176,3 +176,31 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture
+def cli(sandbox, tmp_path, monkeypatch, capsys):
+    """Runs `openai-ft load` in-process against the sandbox.
+
+    `run(*args, env={NAME: value or None}, duckdb_path=None)` returns (exit code, stdout,
+    stderr without surrounding whitespace).
+    """
+    from pipelines.cli import main
+
+    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+
+    def run(*args: str, env: Optional[dict] = None, duckdb_path: Optional[Path] = None):
+        for name, value in (env or {}).items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        path = str(duckdb_path or tmp_path / "ft.duckdb")
+        code = main(
+            ["load", "--duckdb-path", path, "--pipelines-dir", str(tmp_path / "pipelines"), *args]
+        )
+        out, err = capsys.readouterr()
+        return code, out, err.strip()
+
+    return run

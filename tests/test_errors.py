@@ -8,35 +8,7 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import API_KEY, DATASET, Loader, assert_checkpoints_equal_truth
-
-
-@pytest.fixture
-def cli(sandbox, tmp_path, monkeypatch, capsys):
-    """Runs `openai-ft load` in-process against the sandbox; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-
-    def run(*args: str, env: dict | None = None):
-        for name, value in (env or {}).items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        code = main(
-            [
-                "load",
-                "--duckdb-path",
-                str(tmp_path / "ft.duckdb"),
-                "--pipelines-dir",
-                str(tmp_path / "pipelines"),
-                *args,
-            ]
-        )
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+from tests.conftest import DATASET, Loader, assert_checkpoints_equal_truth
 
 
 def _only_line(err: str) -> str:

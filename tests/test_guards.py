@@ -15,20 +15,6 @@ from tests.conftest import API_KEY
 OPENAI_FT = [sys.executable, "-m", "pipelines.cli"]
 
 
-@pytest.fixture
-def cli(sandbox, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-
-    def run(*args: str, duckdb_path=None):
-        path = str(duckdb_path or tmp_path / "ft.duckdb")
-        code = main(["load", "--duckdb-path", path, "--pipelines-dir", str(tmp_path / "pl"), *args])
-        out, err = capsys.readouterr()
-        return code, out, err.strip()
-
-    return run
-
-
 def test_unwritable_duckdb_path(cli, sandbox, tmp_path):
     (tmp_path / "afile").write_text("I am a file")
     target = tmp_path / "afile" / "ft.duckdb"
@@ -102,7 +88,7 @@ def _start_slow_run(sandbox, tmp_path) -> subprocess.Popen:
             "--duckdb-path",
             str(tmp_path / "ft.duckdb"),
             "--pipelines-dir",
-            str(tmp_path / "pl"),
+            str(tmp_path / "pipelines"),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -124,8 +110,8 @@ def test_overlapping_run_exits_at_once(cli, sandbox, tmp_path):
         assert code == 6 and out == ""
         assert err == (
             "openai-ft: error: Another run of pipeline 'openai_fine_tuning' is in progress"
-            f" (lock {tmp_path / 'pl' / 'openai_fine_tuning.run.lock'}): let it finish, or pass"
-            " --wait to run after it"
+            f" (lock {tmp_path / 'pipelines' / 'openai_fine_tuning.run.lock'}): let it finish,"
+            " or pass --wait to run after it"
         )
     finally:
         assert first.wait(timeout=120) == 0, first.stderr.read()

@@ -9,9 +9,8 @@ import pytest
 import requests
 
 from fake_openai.faults import FaultPlan
-from pipelines.cli import main
 from sources.openai_fine_tuning.retry import RetryPolicy
-from tests.conftest import API_KEY, Loader, assert_checkpoints_equal_truth
+from tests.conftest import Loader, assert_checkpoints_equal_truth
 
 
 def _response(status: int = 429, **headers: str) -> requests.Response:
@@ -76,27 +75,13 @@ def test_which_answers_are_retried(status, headers, retried):
 
 
 @pytest.fixture
-def cli(sandbox, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+def cli(cli, monkeypatch):
+    """`openai-ft load` with 3 attempts, millisecond backoffs and a short timeout."""
     monkeypatch.setenv("SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS", "3")
     monkeypatch.setenv("SOURCES__OPENAI_FINE_TUNING__BACKOFF_BASE", "0.001")
     monkeypatch.setenv("SOURCES__OPENAI_FINE_TUNING__BACKOFF_MAX", "0.002")
     monkeypatch.setenv("SOURCES__OPENAI_FINE_TUNING__REQUEST_TIMEOUT", "0.3")
-
-    def run():
-        code = main(
-            [
-                "load",
-                "--duckdb-path",
-                str(tmp_path / "ft.duckdb"),
-                "--pipelines-dir",
-                str(tmp_path / "pipelines"),
-            ]
-        )
-        return code, capsys.readouterr().err.strip()
-
-    return run
+    return cli
 
 
 @pytest.mark.parametrize(
@@ -120,7 +105,7 @@ def test_exhausted_retries_name_endpoint_attempts_and_last_answer(cli, sandbox, 
         retry_after_ms="1",
         slow_seconds=1.0,
     )
-    code, err = cli()
+    code, _, err = cli()
     assert code == 4
     assert err == (
         "openai-ft: error: GET /v1/fine_tuning/jobs failed after 3 attempts: "
@@ -133,26 +118,13 @@ def test_exhausted_retries_name_endpoint_attempts_and_last_answer(cli, sandbox, 
     ("env", "code"),
     [({"OPENAI_API_KEY": "sk-nope"}, 3), ({"OPENAI_ORG_ID": "org-nope"}, 3)],
 )
-def test_final_4xx_are_never_retried(cli, sandbox, monkeypatch, env, code):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert cli()[0] == code
+def test_final_4xx_are_never_retried(cli, sandbox, env, code):
+    assert cli(env=env)[0] == code
     assert sandbox.stats.total == 1
 
 
-def test_unknown_job_404_is_not_retried(cli, sandbox, monkeypatch, tmp_path, capsys):
-    code = main(
-        [
-            "load",
-            "--job",
-            "ftjob-missing",
-            "--duckdb-path",
-            str(tmp_path / "x.duckdb"),
-            "--pipelines-dir",
-            str(tmp_path / "pl"),
-        ]
-    )
-    assert code == 2
+def test_unknown_job_404_is_not_retried(cli, sandbox):
+    assert cli("--job", "ftjob-missing")[0] == 2
     assert sandbox.stats.total == 1
 
 
