@@ -159,5 +159,5 @@ class RetryingSession(requests.Session):
                     f" {response.status_code} {api_message(response)}",
                     status=response.status_code,
                 )
-            time.sleep(self.policy.delay(attempt, response))
             response.close()
+            time.sleep(self.policy.delay(attempt, response))
