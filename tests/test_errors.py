@@ -233,3 +233,42 @@ def test_sandbox_bad_fault_options(args, message, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith(f"openai-ft: error: Invalid sandbox faults: {message}")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS": "0"},
+            "max_attempts must be at least 1, got 0",
+        ),
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__REQUEST_TIMEOUT": "0"},
+            "request_timeout must be positive, got 0.0",
+        ),
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__MAX_REQUESTS_PER_SECOND": "-1"},
+            "max_requests_per_second must be positive, got -1.0",
+        ),
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__BACKOFF_BASE": "9"},
+            "backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
+            " got 9.0 and 8.0",
+        ),
+        (
+            {"SOURCES__OPENAI_FINE_TUNING__JOB_IDS": '["ftjob-a", ""]'},
+            "job_ids must be a list of job id strings, got ['ftjob-a', '']",
+        ),
+    ],
+)
+def test_numeric_and_list_options_out_of_range(cli, sandbox, env, message):
+    code, _, err = cli(env=env)
+    assert code == 2
+    assert err == f"openai-ft: error: {message}"
+    assert sandbox.stats.total == 0
+
+
+def test_option_of_the_wrong_type_is_a_config_error(cli):
+    code, _, err = cli(env={"SOURCES__OPENAI_FINE_TUNING__PAGE_SIZE": "lots"})
+    assert code == 2
+    assert err.startswith("openai-ft: error: Configuration error: ") and "page_size" in err

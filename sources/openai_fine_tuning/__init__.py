@@ -21,6 +21,7 @@ from dlt.extract.resource import DltResource
 from .client import FineTuningApi, redact_url
 from .errors import ConfigurationError
 from .ledger import JobLedger
+from .options import check_options
 from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
 from .settings import (
     CHECKPOINT_METRICS,
@@ -38,8 +39,6 @@ from .settings import (
     JOB_JSON_FIELDS,
     JOB_TEXT_FIELDS,
     JOB_TIMESTAMP_FIELDS,
-    MAX_PAGE_SIZE,
-    MAX_WORKERS,
 )
 from .stats import RunStats
 
@@ -135,33 +134,16 @@ def openai_fine_tuning(
             "No OpenAI API key: set sources.openai_fine_tuning.api_key in .dlt/secrets.toml"
             f" or the {ENV_API_KEY} environment variable"
         )
-    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ConfigurationError(
-            f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}"
-            " (sources.openai_fine_tuning.page_size)"
-        )
-    if max_attempts < 1:
-        raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
-    if request_timeout <= 0:
-        raise ConfigurationError(f"request_timeout must be positive, got {request_timeout!r}")
-    if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ConfigurationError(
-            f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}"
-            " (sources.openai_fine_tuning.workers)"
-        )
-    if max_requests_per_second is not None and max_requests_per_second <= 0:
-        raise ConfigurationError(
-            f"max_requests_per_second must be positive, got {max_requests_per_second!r}"
-        )
-    if not 0 <= backoff_base <= backoff_max:
-        raise ConfigurationError(
-            f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
-            f" got {backoff_base!r} and {backoff_max!r}"
-        )
-    if isinstance(job_ids, str):
-        job_ids = [job_ids]
-    if job_ids and not all(isinstance(j, str) and j.strip() for j in job_ids):
-        raise ConfigurationError(f"job_ids must be a list of job id strings, got {job_ids!r}")
+    job_ids = check_options(
+        page_size=page_size,
+        max_attempts=max_attempts,
+        request_timeout=request_timeout,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        workers=workers,
+        max_requests_per_second=max_requests_per_second,
+        job_ids=job_ids,
+    )
     api = FineTuningApi(
         api_key=key,
         base_url=_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL,
@@ -176,7 +158,7 @@ def openai_fine_tuning(
         max_requests_per_second=max_requests_per_second,
         stats=stats,
     )
-    wanted = [j.strip() for j in job_ids or ()]
+    wanted = job_ids
     api.stats.workers = workers
 
     @dlt.resource(name="jobs_to_read", selected=False)
