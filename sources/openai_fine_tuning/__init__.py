@@ -21,7 +21,7 @@ from dlt.extract.resource import DltResource
 from .client import FineTuningApi, redact_url
 from .errors import ConfigurationError
 from .ledger import JobLedger
-from .options import check_options
+from .options import clean_job_ids
 from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
 from .settings import (
     CHECKPOINT_METRICS,
@@ -134,16 +134,7 @@ def openai_fine_tuning(
             "No OpenAI API key: set sources.openai_fine_tuning.api_key in .dlt/secrets.toml"
             f" or the {ENV_API_KEY} environment variable"
         )
-    job_ids = check_options(
-        page_size=page_size,
-        max_attempts=max_attempts,
-        request_timeout=request_timeout,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
-        workers=workers,
-        max_requests_per_second=max_requests_per_second,
-        job_ids=job_ids,
-    )
+    wanted = clean_job_ids(job_ids)
     api = FineTuningApi(
         api_key=key,
         base_url=_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL,
@@ -158,7 +149,6 @@ def openai_fine_tuning(
         max_requests_per_second=max_requests_per_second,
         stats=stats,
     )
-    wanted = job_ids
     api.stats.workers = workers
 
     @dlt.resource(name="jobs_to_read", selected=False)

@@ -17,6 +17,7 @@ from .errors import (
     JobNotFoundError,
     UpstreamError,
 )
+from .options import check_client_options
 from .paginator import OpenAICursorPaginator
 from .responses import api_message, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
@@ -123,6 +124,15 @@ class FineTuningApi:
         max_requests_per_second: Optional[float] = None,
         stats: Optional[RunStats] = None,
     ) -> None:
+        check_client_options(
+            page_size,
+            max_attempts,
+            request_timeout,
+            backoff_base,
+            backoff_max,
+            workers,
+            max_requests_per_second,
+        )
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(

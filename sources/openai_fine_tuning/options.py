@@ -6,7 +6,7 @@ from .errors import ConfigurationError
 from .settings import MAX_PAGE_SIZE, MAX_WORKERS
 
 
-def check_options(
+def check_client_options(
     page_size: int,
     max_attempts: int,
     request_timeout: float,
@@ -14,9 +14,8 @@ def check_options(
     backoff_max: float,
     workers: int,
     max_requests_per_second: Optional[float],
-    job_ids: Union[None, str, Sequence[str]],
-) -> List[str]:
-    """Raises `ConfigurationError` for an option out of range; returns the job ids, cleaned."""
+) -> None:
+    """Raises `ConfigurationError` naming the first option out of range."""
     if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigurationError(
             f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}"
@@ -40,6 +39,10 @@ def check_options(
             f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
             f" got {backoff_base!r} and {backoff_max!r}"
         )
+
+
+def clean_job_ids(job_ids: Union[None, str, Sequence[str]]) -> List[str]:
+    """The configured job ids, stripped; one id given as a string counts as a list of one."""
     if isinstance(job_ids, str):
         job_ids = [job_ids]
     if job_ids and not all(isinstance(j, str) and j.strip() for j in job_ids):
