@@ -18,6 +18,12 @@ REPO = Path(__file__).resolve().parent.parent
 OPENAI_FT = str(Path(sys.executable).parent / "openai-ft")
 
 
+def _run(command: list, cwd: Path, env: dict, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(RUNTIME__DLTHUB_TELEMETRY="false", **extra)
@@ -25,14 +31,7 @@ def _env(**extra: str) -> dict:
 
 
 def test_demo_end_to_end(tmp_path):
-    result = subprocess.run(
-        [OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run([OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")], tmp_path, _env())
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     world = FineTuningWorld(seed=7, jobs=24)  # the demo's defaults
@@ -49,14 +48,7 @@ def test_demo_end_to_end(tmp_path):
     assert f"{jobs_with_checkpoints} rows" in out  # one row per job that has checkpoints
     assert "SELECT * FROM openai_fine_tuning.checkpoints LIMIT 10;" in out
     # a second demo run starts over and shows the same complete load
-    again = subprocess.run(
-        [OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = _run([OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")], tmp_path, _env())
     assert again.returncode == 0 and f"checkpoints loaded: {len(truth)}" in again.stdout
 
 
@@ -100,14 +92,7 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
         )
         workdir = tmp_path / "elsewhere"
         workdir.mkdir()
-        first = subprocess.run(
-            [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        first = _run([OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")], workdir, env)
         assert first.returncode == 0, first.stderr
         truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
         assert f"checkpoints loaded: {len(truth['checkpoints'])}" in first.stdout
@@ -115,18 +100,15 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
 
         requests.post(f"{root}/_sandbox/advance?seconds=600&checkpoints=1", timeout=5)
         truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
-        second = subprocess.run(
+        second = _run(
             [
                 sys.executable,
                 str(REPO / "pipelines" / "openai_fine_tuning_pipeline.py"),
                 "--pipelines-dir",
                 str(tmp_path / "pl"),
             ],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            workdir,
+            env,
         )
         assert second.returncode == 0, second.stderr
         with duckdb.connect(str(workdir / "openai_ft.duckdb"), read_only=True) as con:
@@ -140,13 +122,8 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
 
 
 def test_error_exit_code_and_single_line_from_the_real_command(tmp_path):
-    result = subprocess.run(
-        [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = _run(
+        [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")], tmp_path, _env(), timeout=60
     )
     assert result.returncode == 2
     assert result.stdout == ""
