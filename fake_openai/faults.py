@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 FAULT_KINDS = (
     "429_retry_after",  # 429 with `retry-after` in seconds
@@ -18,7 +20,7 @@ FAULT_KINDS = (
     "slow",  # answers after `slow_seconds`, later than a short client timeout
 )
 # the list kinds of `/v1` routes a plan can be limited to
-ROUTE_KINDS = ("jobs", "job", "checkpoints", "events")
+ROUTE_KINDS = ("jobs", "job", "checkpoints", "events", "file", "content")
 
 
 @dataclass
@@ -71,3 +73,43 @@ class FaultPlan:
     def snapshot(self) -> Dict[str, int]:
         with self._lock:
             return dict(self.injected)
+
+
+class TokenBucket:
+    """A request-rate limit as the API enforces one: `rate` requests per second on average,
+    bursts of up to `burst`. Refused requests take no token.
+
+    Args:
+        rate: Tokens added per second (> 0).
+        burst: Bucket size, and tokens at start; `max(1, rate)` when None.
+        clock: Seconds, monotonic (a parameter so tests can drive it).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = float(rate)
+        self.burst = float(max(1.0, rate) if burst is None else burst)
+        if self.burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        self._clock = clock
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Optional[int]:
+        """Takes a token: None when admitted, else the milliseconds until one is available
+        (at least 1), which the API sends as `retry-after-ms`."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return None
+            return max(1, math.ceil((1 - self._tokens) / self.rate * 1000))

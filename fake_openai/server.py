@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server for the fine-tuning read endpoints over a `FineTuningWorld`.
 
 Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says. Routes under
-`/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour).
+`/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour,
+rate limit, truth).
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from fake_openai.faults import FaultPlan
-from fake_openai.world import FineTuningWorld, UnknownCursorError, UnknownJobError
+from fake_openai.faults import FaultPlan, TokenBucket
+from fake_openai.files import UnknownFileError
+from fake_openai.paging import UnknownCursorError
+from fake_openai.world import FineTuningWorld, UnknownJobError
 
 JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
 JOB_LIST_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)/(checkpoints|events)$")
+FILE_ROUTE = re.compile(r"^/v1/files/([^/]+)$")
+FILE_CONTENT_ROUTE = re.compile(r"^/v1/files/([^/]+)/content$")
 DEFAULT_LIMITS = {"jobs": 20, "checkpoints": 10, "events": 20}
 MISBEHAVIOURS = (
     "repeat_cursor",  # has_more: true, and the next page repeats the first
@@ -32,6 +37,13 @@ MISBEHAVIOURS = (
     "item_without_id",  # the first item lacks `id`
     "item_without_created_at",  # the first item lacks `created_at`
 )
+
+
+class RawBody(NamedTuple):
+    """A body sent as is (a file's content), not as JSON."""
+
+    payload: bytes
+    content_type: str = "application/octet-stream"
 
 
 class ApiError(Exception):
@@ -50,6 +62,12 @@ class ApiError(Exception):
         self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+# the API's answer to a request beyond the rate limit
+RATE_LIMITED = ApiError(
+    429, "Rate limit reached for requests.", "requests", code="rate_limit_exceeded"
+)
+
+
 class SandboxStats:
     """Requests per route (`GET /v1/fine_tuning/jobs/{id}/checkpoints`) and path, peak in flight."""
 
@@ -60,6 +78,7 @@ class SandboxStats:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.scopes: set = set()  # (OpenAI-Organization, OpenAI-Project) pairs seen
+        self.rate_limited = 0  # 429s of the rate limit (not of a fault plan)
 
     def enter(self, route: str, path: str) -> None:
         with self._lock:
@@ -67,6 +86,10 @@ class SandboxStats:
             self.by_path[path] += 1
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def limited(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
 
     def leave(self) -> None:
         with self._lock:
@@ -77,6 +100,7 @@ class SandboxStats:
             self.by_route.clear()
             self.by_path.clear()
             self.peak_in_flight = self.in_flight
+            self.rate_limited = 0
 
     @property
     def total(self) -> int:
@@ -89,6 +113,7 @@ class SandboxStats:
                 "by_route": dict(self.by_route),
                 "by_path": dict(self.by_path),
                 "peak_in_flight": self.peak_in_flight,
+                "rate_limited": self.rate_limited,
             }
 
 
@@ -111,6 +136,10 @@ def _route_of(path: str) -> Tuple[str, str]:
         return f"GET /v1/fine_tuning/jobs/{{id}}/{match.group(2)}", match.group(2)
     if JOB_ROUTE.match(path):
         return "GET /v1/fine_tuning/jobs/{id}", "job"
+    if FILE_ROUTE.match(path):
+        return "GET /v1/files/{id}", "file"
+    if FILE_CONTENT_ROUTE.match(path):
+        return "GET /v1/files/{id}/content", "content"
     return "GET " + path, "other"
 
 
@@ -122,6 +151,9 @@ class SandboxServer:
         api_key: The only Bearer token accepted.
         port: 0 picks a free port.
         latency: Seconds added to every `/v1` response.
+        rate_limit: Requests per second a token bucket admits (None: no limit); a `/v1`
+            request beyond it gets the API's 429 with `retry-after-ms`.
+        rate_burst: The bucket's size, `max(1, rate_limit)` when None.
     """
 
     def __init__(
@@ -131,6 +163,8 @@ class SandboxServer:
         port: int = 0,
         latency: float = 0.0,
         host: str = "127.0.0.1",
+        rate_limit: Optional[float] = None,
+        rate_burst: Optional[float] = None,
     ) -> None:
         self.world = world if world is not None else FineTuningWorld()
         self.api_key = api_key
@@ -140,6 +174,8 @@ class SandboxServer:
         self.projects = {"proj_sandbox"}  # projects the key may name in `OpenAI-Project`
         # list kind ("jobs", "checkpoints", "events") -> one of MISBEHAVIOURS
         self.misbehave: Dict[str, str] = {}
+        self.limiter: Optional[TokenBucket] = None
+        self.set_rate_limit(rate_limit, rate_burst)
         self._httpd = _LoopbackHTTPServer((host, port), _make_handler(self))
         self._thread: Optional[threading.Thread] = None
 
@@ -155,6 +191,10 @@ class SandboxServer:
     def base_url(self) -> str:
         """What a client uses as OpenAI base URL."""
         return self.root_url + "/v1"
+
+    def set_rate_limit(self, rps: Optional[float], burst: Optional[float] = None) -> None:
+        """Limits `/v1` requests to `rps` per second (bursts of `burst`); None or 0 removes it."""
+        self.limiter = TokenBucket(rps, burst) if rps else None
 
     def start(self) -> SandboxServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -195,6 +235,12 @@ class SandboxServer:
         match = JOB_ROUTE.match(path)
         if match:
             return 200, self.world.get_job(match.group(1))
+        match = FILE_ROUTE.match(path)
+        if match:
+            return 200, self.world.get_file(match.group(1))
+        match = FILE_CONTENT_ROUTE.match(path)
+        if match:
+            return 200, RawBody(self.world.file_content(match.group(1)))
         raise ApiError(404, f"Invalid URL (GET {path})", "invalid_request_error")
 
     def _check_scope(self, headers: Any) -> None:
@@ -282,7 +328,14 @@ class SandboxServer:
             return world.add_job(
                 status=query.get("status", "running"),
                 checkpoints=int(query.get("checkpoints", "3")),
+                method=query.get("method", "supervised"),
             )
+        if path == "/_sandbox/rate_limit":
+            rps = float(query.get("rps", "0"))
+            burst = query.get("burst")
+            self.set_rate_limit(rps, float(burst) if burst else None)
+            limiter = self.limiter
+            return {"rps": limiter.rate, "burst": limiter.burst} if limiter else {"rps": 0}
         if path == "/_sandbox/latency":
             self.latency = float(query.get("ms", "0")) / 1000
             return {"latency_ms": self.latency * 1000}
@@ -296,7 +349,13 @@ class SandboxServer:
             )
             return {"rate": self.faults.rate, "kinds": list(self.faults.kinds)}
         if path == "/_sandbox/truth":
-            return {"jobs": world.truth_jobs(), "checkpoints": world.truth_checkpoints()}
+            return {
+                "jobs": world.truth_jobs(),
+                "checkpoints": world.truth_checkpoints(),
+                "events": world.truth_events(),
+                "files": world.truth_files(),
+                "results": world.truth_results(),
+            }
         raise ApiError(404, f"Unknown control {path}", "invalid_request_error")
 
 
@@ -312,7 +371,9 @@ def _make_handler(sandbox: SandboxServer) -> type:
             pass  # quiet: tests and benchmarks count requests through stats instead
 
         def _send(self, status: int, body: Any, headers: Sequence[Tuple[str, str]] = ()) -> None:
-            if isinstance(body, bytes):
+            if isinstance(body, RawBody):
+                payload, ctype = body  # written as is: no copy of a large file's content
+            elif isinstance(body, bytes):
                 payload, ctype = body, "text/html"
             else:
                 payload, ctype = json.dumps(body).encode(), "application/json"
@@ -341,9 +402,7 @@ def _make_handler(sandbox: SandboxServer) -> type:
                 self._send(502, b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>")
                 return
             if fault.startswith("429"):
-                error = ApiError(
-                    429, "Rate limit reached for requests.", "requests", code="rate_limit_exceeded"
-                )
+                error = RATE_LIMITED
                 header = (
                     ("retry-after-ms", plan.retry_after_ms)
                     if fault.endswith("_ms")
@@ -369,6 +428,11 @@ def _make_handler(sandbox: SandboxServer) -> type:
                 route, kind = _route_of(parts.path)
                 sandbox.stats.enter(route, parts.path)
                 try:
+                    wait_ms = sandbox.limiter.acquire() if sandbox.limiter else None
+                    if wait_ms is not None:
+                        sandbox.stats.limited()
+                        self._send(429, RATE_LIMITED.body, [("retry-after-ms", str(wait_ms))])
+                        return
                     if sandbox.latency:
                         time.sleep(sandbox.latency)
                     fault = sandbox.faults.draw(kind) if sandbox.faults else None
@@ -384,6 +448,9 @@ def _make_handler(sandbox: SandboxServer) -> type:
                     sandbox.stats.leave()
             except ApiError as error:
                 self._send(error.status, error.body)
+            except UnknownFileError as error:
+                message = f"No such File object: {error.args[0]}"
+                self._send(404, ApiError(404, message, "invalid_request_error", "id").body)
             except UnknownJobError as error:
                 self._send(
                     404,
