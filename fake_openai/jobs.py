@@ -17,6 +17,46 @@ if TYPE_CHECKING:
     from fake_openai.world import FineTuningWorld
 
 
+class StepEvent:
+    """A step's `metrics` event, kept as (time, id, step): its message and data are built
+    when served, from the step's values (a pure function of the step), so that a world of
+    millions of steps stays small. Reads like a mapping for `created_at` and `id`, which is
+    all that paging needs."""
+
+    __slots__ = ("created_at", "id", "plan", "step", "total_steps", "null_metrics", "extra")
+
+    def __init__(
+        self,
+        created_at: int,
+        event_id: str,
+        plan: TrainingPlan,
+        step: int,
+        null_metrics: bool,
+        extra: Optional[Dict[str, Any]],
+    ) -> None:
+        self.created_at, self.id, self.plan, self.step = created_at, event_id, plan, step
+        self.total_steps = plan.total_steps
+        self.null_metrics = null_metrics
+        self.extra = extra  # a copy of the world's `extra_metrics` when written, or None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def as_dict(self) -> Dict[str, Any]:
+        message, data = self.plan.event_data(self.step, self.total_steps, self.null_metrics)
+        if self.extra:
+            data.update(self.extra)
+        return {
+            "object": "fine_tuning.job.event",
+            "id": self.id,
+            "created_at": self.created_at,
+            "level": "info",
+            "message": message,
+            "type": "metrics",
+            "data": data,
+        }
+
+
 @dataclass
 class SandboxJob:
     """One fine-tuning job and everything it owns; `record` is the API object.
@@ -83,16 +123,16 @@ class SandboxJob:
         """Writes the metrics events of the steps after the written ones up to `upto`, from
         `start` on, each step a few seconds after the previous one (or in the same second
         unless `spread`); returns the time of the last step."""
-        plan, world = self.plan, self.world
-        rand, null_metrics, extra = world._rng.random, world.null_metrics, world.extra_metrics
+        plan, world, add = self.plan, self.world, self.events.add
+        rand, token, null_metrics = world._rng.random, world._token, world.null_metrics
+        extra = dict(world.extra_metrics) or None
         plan.total_steps = max(plan.total_steps, upto)  # trained on past its plan
         at = max(start, self.last_time)
         span = 2 * self.pace if spread else 0
         for step in range(plan.written + 1, upto + 1):
             at += int(rand() * span)
-            message, data = plan.event_data(step, null_metrics)
-            data.update(extra)
-            self.event(message, at, "metrics", data=data)
+            add(StepEvent(at, "ftevent-" + token(24), plan, step, null_metrics, extra))
+            self.last_time = at
             epoch = plan.epoch_ends.get(step)
             if epoch is not None:
                 self.event(f"Epoch {epoch}/{plan.n_epochs} completed", at)

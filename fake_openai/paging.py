@@ -9,10 +9,17 @@ class UnknownCursorError(ValueError):
     """Raised when `after` names no item of the list being paged."""
 
 
+def _copy(item: Any) -> Dict[str, Any]:
+    # shallow copies: records change (status) only by replacing top-level values
+    return dict(item) if type(item) is dict else item.as_dict()
+
+
 class NewestFirst:
     """A newest-first list of items written in any order, with O(1) cursor lookup.
 
-    Among items of the same second the later written comes first, as on the API.
+    Among items of the same second the later written comes first, as on the API. An item is
+    a dict, or an object readable as `item["created_at"]`, `item["id"]` that builds its dict
+    with `as_dict()` when served.
     """
 
     def __init__(self) -> None:
@@ -32,8 +39,8 @@ class NewestFirst:
     def __len__(self) -> int:
         return len(self._written)
 
-    def items(self) -> List[Dict[str, Any]]:
-        """Newest first."""
+    def items(self) -> List[Any]:
+        """Newest first, as stored (see `copies()` for the dicts served)."""
         if self._dirty:
             written = self._written
             order = sorted(
@@ -52,6 +59,9 @@ class NewestFirst:
             if after not in self._position:
                 raise UnknownCursorError(after)
             start = self._position[after] + 1
-        # shallow copies: records change (status) only by replacing top-level values
-        page = [dict(item) for item in items[start : start + limit]]
+        page = [_copy(item) for item in items[start : start + limit]]
         return page, start + limit < len(items)
+
+    def copies(self) -> List[Dict[str, Any]]:
+        """Every item as served, newest first."""
+        return [_copy(item) for item in self.items()]

@@ -101,14 +101,16 @@ class TrainingPlan:
             _r(row["train_accuracy"] - 0.01 - 0.02 * noise(key, step, 7)),
         )
 
-    def event_data(self, step: int, null_metrics: bool) -> Tuple[str, Dict[str, Any]]:
-        """(message, data) of the step's `metrics` event."""
+    def event_data(
+        self, step: int, total_steps: int, null_metrics: bool
+    ) -> Tuple[str, Dict[str, Any]]:
+        """(message, data) of the step's `metrics` event; `total_steps` as when it was written."""
         row = self.values(step)
         if self.reinforcement:
-            return self._reinforcement_event(step, row)
+            return self._reinforcement_event(step, total_steps, row)
         data: Dict[str, Any] = {
             "step": step,
-            "total_steps": self.total_steps,
+            "total_steps": total_steps,
             "train_loss": row["train_loss"],
             "train_mean_token_accuracy": row["train_accuracy"],
         }
@@ -116,7 +118,7 @@ class TrainingPlan:
             data["valid_loss"] = row["valid_loss"]
             data["valid_mean_token_accuracy"] = row["valid_mean_token_accuracy"]
             self._add_full_validation(data, step, null_metrics)
-        message = f"Step {step}/{self.total_steps}: training loss={row['train_loss']:.4f}"
+        message = f"Step {step}/{total_steps}: training loss={row['train_loss']:.4f}"
         return message, data
 
     def _add_full_validation(self, into: Dict[str, Any], step: int, null_metrics: bool) -> None:
@@ -127,7 +129,7 @@ class TrainingPlan:
             into["full_valid_loss"] = into["full_valid_mean_token_accuracy"] = None
 
     def _reinforcement_event(
-        self, step: int, row: Dict[str, Optional[float]]
+        self, step: int, total_steps: int, row: Dict[str, Optional[float]]
     ) -> Tuple[str, Dict[str, Any]]:
         key, reward = self.key, row["train_reward_mean"]
         scores: Dict[str, Any] = {"train_reward_mean": reward}
@@ -148,7 +150,7 @@ class TrainingPlan:
         step_seconds = _r(18 + 12 * noise(key, step, 8))
         data = {
             "step": step,
-            "total_steps": self.total_steps,
+            "total_steps": total_steps,
             "scores": scores,
             "usage": {
                 "grader_prompt_tokens": 20_000 + int(8_000 * noise(key, step, 9)),
@@ -162,7 +164,7 @@ class TrainingPlan:
                 "grading_seconds": _r(step_seconds * 0.3),
             },
         }
-        return f"Step {step}/{self.total_steps}: train reward mean={reward:.4f}", data
+        return f"Step {step}/{total_steps}: train reward mean={reward:.4f}", data
 
     def checkpoint_metrics(self, step: int, null_metrics: bool) -> Dict[str, Any]:
         """A checkpoint's `metrics` at `step`: the supervised shape (floats, `step` too)."""

@@ -322,7 +322,7 @@ class FineTuningWorld:
     def truth_events(self) -> Dict[str, List[Dict[str, Any]]]:
         """Job id -> its events as the API serves them, newest first."""
         with self._lock:
-            return {job.id: [dict(e) for e in job.events.items()] for job in self._jobs.values()}
+            return {job.id: job.events.copies() for job in self._jobs.values()}
 
     def _referenced_files(self) -> List[str]:
         """Every file id a job names, each once, in job-list order."""
