@@ -35,6 +35,9 @@ class Sandbox:
         max_checkpoints: int = 6,
         checkpoints_per_job: Optional[int] = None,
         big_job_checkpoints: Optional[int] = None,
+        big_job_steps: int = 0,
+        max_steps: int = 300,
+        rate_limit: Optional[float] = None,
     ) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -56,7 +59,13 @@ class Sandbox:
             str(max_checkpoints),
             "--seed",
             "1",
+            "--big-job-steps",
+            str(big_job_steps),
+            "--max-steps",
+            str(max_steps),
         ]
+        if rate_limit:
+            command += ["--rate-limit", str(rate_limit)]
         if checkpoints_per_job is not None:
             command += ["--checkpoints-per-job", str(checkpoints_per_job)]
         if big_job_checkpoints is not None:
@@ -73,8 +82,24 @@ class Sandbox:
                 time.sleep(0.2)
         raise RuntimeError("sandbox did not start")
 
+    def stats(self) -> Dict[str, Any]:
+        return requests.get(f"{self.root_url}/_sandbox/stats", timeout=60).json()
+
     def requests(self) -> int:
-        return int(requests.get(f"{self.root_url}/_sandbox/stats", timeout=60).json()["total"])
+        return int(self.stats()["total"])
+
+    def truth_counts(self) -> Dict[str, int]:
+        """Rows a complete load holds per table, from the sandbox's truth."""
+        truth = requests.get(f"{self.root_url}/_sandbox/truth", timeout=600).json()
+        events = [e for evs in truth["events"].values() for e in evs]
+        return {
+            "jobs": len(truth["jobs"]),
+            "checkpoints": len(truth["checkpoints"]),
+            "events": len(events),
+            "step_metrics": sum(e.get("type") == "metrics" for e in events),
+            "files": len(truth["files"]),
+            "results": len(truth["results"]),
+        }
 
     def reset(self) -> None:
         requests.post(f"{self.root_url}/_sandbox/reset_stats", timeout=60)
@@ -85,7 +110,12 @@ class Sandbox:
 
 
 def measure(
-    scenario: str, sandbox: Optional[Sandbox], workdir: Path, workers: int, rerun: bool = False
+    scenario: str,
+    sandbox: Optional[Sandbox],
+    workdir: Path,
+    workers: int,
+    rerun: bool = False,
+    resources: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Runs `bench.measure` in a fresh process; adds the requests the sandbox counted."""
     if sandbox is not None:
@@ -107,11 +137,15 @@ def measure(
         "--workers",
         str(workers),
     ] + (["--rerun"] if rerun else [])
+    if resources:
+        command += ["--resources", resources]
     output = subprocess.run(command, capture_output=True, text=True, check=False)
     if output.returncode != 0:
         raise RuntimeError(f"{scenario} failed:\n{output.stderr[-3000:]}")
     result = json.loads(output.stdout.strip().splitlines()[-1])
-    result["requests"] = sandbox.requests() if sandbox is not None else 0
+    stats = sandbox.stats() if sandbox is not None else {"total": 0, "rate_limited": 0}
+    result["requests"] = int(stats["total"])
+    result["rate_limited"] = int(stats.get("rate_limited", 0))
     return result
 
 
@@ -121,7 +155,9 @@ def _fmt(seconds: float) -> str:
 
 def compare(args: argparse.Namespace, root: Path) -> List[List[str]]:
     rows: List[List[str]] = []
-    sandbox = Sandbox(args.jobs, args.latency_ms, big_job_checkpoints=args.big_job)
+    sandbox = Sandbox(
+        args.jobs, args.latency_ms, big_job_checkpoints=args.big_job, big_job_steps=args.big_steps
+    )
     results: Dict[str, Dict[str, Any]] = {}
     try:
         for name in ("ours", "peer", "floor"):
@@ -177,33 +213,42 @@ def compare(args: argparse.Namespace, root: Path) -> List[List[str]]:
 
 
 def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
-    rows: List[List[str]] = []
+    """0 ms latency, one sandbox per case: rows/s and peak RSS as the data grows.
+
+    Checkpoint cases load `jobs,checkpoints` only (a job of n checkpoints also has n steps
+    of events and results, measured by the event cases, which load everything).
+    """
     cases = [
-        ("1 job x {n} checkpoints", {"jobs": 1, "big_job_checkpoints": n}) for n in args.big_sizes
+        (
+            f"1 job x {n:,} checkpoints",
+            {"jobs": 1, "big_job_checkpoints": n, "big_job_steps": n},
+            "jobs,checkpoints",
+        )
+        for n in args.big_sizes
+    ]
+    cases += [
+        (f"1 job x {n:,} steps (events)", {"jobs": 1, "big_job_steps": n}, None)
+        for n in args.event_sizes
     ]
     cases.append(
         (
             f"{args.many_jobs} jobs x 3 checkpoints",
-            {"jobs": args.many_jobs, "checkpoints_per_job": 3},
+            {"jobs": args.many_jobs, "checkpoints_per_job": 3, "max_steps": 30},
+            None,
         )
     )
-    for label, world in cases:
-        n = world.get("big_job_checkpoints")
-        sandbox = Sandbox(
-            world["jobs"],
-            0,
-            checkpoints_per_job=world.get("checkpoints_per_job"),
-            big_job_checkpoints=world.get("big_job_checkpoints"),
-        )
+    rows: List[List[str]] = []
+    for label, world, resources in cases:
+        sandbox = Sandbox(latency_ms=0, **world)
         try:
             workdir = root / f"stress_{len(rows)}"
             workdir.mkdir()
-            r = measure("ours", sandbox, workdir, args.workers)
+            r = measure("ours", sandbox, workdir, args.workers, resources=resources)
         finally:
             sandbox.close()
         rows.append(
             [
-                label.format(n=f"{n:,}" if n else ""),
+                label,
                 _fmt(r["wall"]),
                 str(r["requests"]),
                 f"{r['rows']:,}",
@@ -212,6 +257,31 @@ def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
             ]
         )
     return rows
+
+
+def rate_limited(args: argparse.Namespace, root: Path) -> List[List[str]]:
+    """A server that admits `--rate-limit` requests per second (token bucket, 429 with
+    `retry-after-ms` beyond): the rate a first load sustains, and whether it ends exact."""
+    sandbox = Sandbox(args.rate_jobs, args.latency_ms, big_job_steps=0, rate_limit=args.rate_limit)
+    try:
+        workdir = root / "rate_limited"
+        workdir.mkdir()
+        r = measure("ours", sandbox, workdir, args.workers)
+        truth = sandbox.truth_counts()
+    finally:
+        sandbox.close()
+    admitted = r["requests"] - r["rate_limited"]
+    exact = all(r["tables"].get(name) == count for name, count in truth.items())
+    return [
+        [
+            f"{args.rate_jobs} jobs, {args.rate_limit:g} requests/s allowed",
+            _fmt(r["wall"]),
+            str(admitted),
+            str(r["rate_limited"]),
+            f"{admitted / r['wall']:.1f}/s = {admitted / r['wall'] / args.rate_limit:.0%}",
+            "yes" if exact else f"NO: {r['tables']} vs {truth}",
+        ]
+    ]
 
 
 def table(header: List[str], rows: List[List[str]]) -> str:
@@ -226,8 +296,12 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--big-job", type=int, default=350, help="checkpoints of the big job")
-    parser.add_argument("--big-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--big-steps", type=int, default=5000, help="steps of the long job")
+    parser.add_argument("--big-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--event-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--many-jobs", type=int, default=10_000)
+    parser.add_argument("--rate-limit", type=float, default=20.0, help="requests/s allowed")
+    parser.add_argument("--rate-jobs", type=int, default=100, help="jobs of the rate-limit run")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -236,8 +310,10 @@ def main() -> None:
         root = Path(tmp)
         compared = compare(args, root)
         stressed = stress(args, root)
+        limited = rate_limited(args, root)
     header = ["case", "who", "wall", "requests", "rows", "peak RSS"]
     stress_header = ["0 ms latency", "wall", "requests", "rows", "rows/s", "peak RSS"]
+    rate_header = ["rate-limited first load", "wall", "admitted", "429s", "sustained", "exact"]
     command = "python -m bench " + " ".join(sys.argv[1:])
     text = "\n".join(
         [
@@ -247,12 +323,15 @@ def main() -> None:
             f" Python {platform.python_version()}, {platform.machine()}; took"
             f" {time.monotonic() - started:.0f} s.",
             "",
-            f"Sandbox: {args.jobs} jobs, ~3 checkpoints each (one job with {args.big_job}),"
-            f" {args.latency_ms:g} ms per request; {args.workers} workers for everyone.",
+            f"Sandbox: {args.jobs} jobs, ~3 checkpoints and ~100 training steps (one event each)"
+            f" per job, one job with {args.big_job} checkpoints, one with {args.big_steps:,}"
+            f" steps; {args.latency_ms:g} ms per request; {args.workers} workers for everyone.",
             "",
             table(header, compared),
             "",
             table(stress_header, stressed),
+            "",
+            table(rate_header, limited),
             "",
         ]
     )

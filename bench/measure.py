@@ -1,8 +1,8 @@
 """One measured run in a fresh process: `python -m bench.measure SCENARIO ...` prints one JSON line.
 
 Scenarios: `ours` (this project's `load()`), `peer` (dlt's declarative `rest_api` source, its
-best configuration for these endpoints), `floor` (every page that must be fetched, fetched with
-the same workers over pooled connections and JSON-parsed, nothing loaded), `empty` (a dlt run of
+best configuration for the list endpoints), `floor` (every request that must be made, made with
+the same workers over pooled connections, bodies parsed, nothing loaded), `empty` (a dlt run of
 an empty source: dlt's fixed per-run overhead). Only the run itself is timed, not imports.
 """
 
@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,12 +41,14 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
     from pipelines.openai_fine_tuning_pipeline import load
 
     started = time.perf_counter()
+    options = {"resources": args.resources.split(",")} if args.resources else {}
     summary = load(
         duckdb_path=str(Path(args.workdir) / "ours.duckdb"),
         pipelines_dir=str(Path(args.workdir) / "pl_ours"),
         api_key=args.key,
         base_url=args.base_url,
         workers=args.workers,
+        **options,
     )
     wall = time.perf_counter() - started
     steps = {
@@ -53,13 +56,20 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
         for step in summary.info.pipeline.last_trace.steps
         if step.step in ("extract", "normalize", "load")
     }
-    return {"wall": wall, "rows": sum(summary.rows.values()), "steps": steps}
+    return {
+        "wall": wall,
+        "rows": sum(summary.rows.values()),
+        "tables": summary.rows,
+        "steps": steps,
+    }
 
 
 def peer_config(base_url: str, key: str) -> Dict[str, Any]:
-    """dlt `rest_api` for the same endpoints, as a user would write it at best: cursor paging
-    with `has_more`, checkpoints as a dependent resource read in parallel, merge on `id`,
-    and `incremental` on `created_at` (one cursor for all jobs, the most rest_api offers)."""
+    """dlt `rest_api` for the same list endpoints, as a user would write it at best: cursor
+    paging with `has_more`, checkpoints and events as dependent resources read in parallel,
+    merge on `id`, and `incremental` on `created_at` (one cursor for all jobs, the most
+    rest_api offers). Files and results CSVs are out of its reach (one request per file id
+    found in a list field; a base64 CSV body), so it does not fetch them."""
     return {
         "client": {
             "base_url": base_url.rstrip("/") + "/",
@@ -91,6 +101,20 @@ def peer_config(base_url: str, key: str) -> Dict[str, Any]:
                     "paginator": {
                         "type": "cursor",
                         "cursor_path": "last_id",
+                        "cursor_param": "after",
+                        "has_more_path": "has_more",
+                    },
+                    "incremental": {"cursor_path": "created_at", "initial_value": 0},
+                },
+            },
+            {
+                "name": "events",
+                "parallelized": True,
+                "endpoint": {
+                    "path": "fine_tuning/jobs/{resources.jobs.id}/events",
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "data[-1].id",
                         "cursor_param": "after",
                         "has_more_path": "has_more",
                     },
@@ -135,11 +159,12 @@ def _session(workers: int, key: str) -> requests.Session:
 
 
 def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
-    """The physical limit: the necessary pages only, parsed, with the same workers.
+    """The physical limit: the necessary requests only, bodies parsed, with the same workers.
 
-    First load: every job-list page (a chain) and every checkpoint page of every job (a chain
-    per job, jobs in parallel, started as soon as their job is listed). Rerun: the job-list
-    pages down to the oldest unfinished job and one checkpoints request per unfinished job,
+    First load: every job-list page (a chain); per job, as soon as it is listed, every
+    checkpoint and event page (a chain each), each file it names once (metadata), and the
+    content of each results file of a finished job. Rerun: the job-list pages down to the
+    oldest unfinished job and one checkpoints and one events request per unfinished job,
     known from an oracle (the sandbox's truth) rather than from state.
     """
     session = _session(args.workers, args.key)
@@ -157,6 +182,37 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
                 return items
             after = body.get("last_id") or body["data"][-1]["id"]
 
+    claimed: set = set()
+    lock = threading.Lock()
+
+    def file_once(file_id: str, content: bool) -> int:
+        with lock:
+            if (file_id, content) in claimed:
+                return 0
+            claimed.add((file_id, content))
+        response = session.get(
+            f"{base}/files/{file_id}" + ("/content" if content else ""), timeout=60
+        )
+        if content:
+            return len(response.content) and 1
+        response.json()
+        return int(response.status_code == 200)
+
+    def job_work(job: Dict[str, Any]) -> List[Any]:
+        job_id = job["id"]
+        work = [
+            pool.submit(pages, f"fine_tuning/jobs/{job_id}/checkpoints"),
+            pool.submit(pages, f"fine_tuning/jobs/{job_id}/events"),
+        ]
+        for file_id in [job.get("training_file"), job.get("validation_file")]:
+            if file_id:
+                work.append(pool.submit(file_once, file_id, False))
+        for file_id in job.get("result_files") or ():
+            work.append(pool.submit(file_once, file_id, False))
+            if job["status"] in _TERMINAL:
+                work.append(pool.submit(file_once, file_id, True))
+        return work
+
     started = time.perf_counter()
     rows = 0
     with ThreadPoolExecutor(args.workers) as pool:
@@ -168,24 +224,25 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
             jobs = pages("fine_tuning/jobs", stop_after=deepest // 100 + 1)
             rows += len(jobs)
             futures = [
-                pool.submit(pages, f"fine_tuning/jobs/{truth[i]['id']}/checkpoints", 1)
+                pool.submit(pages, f"fine_tuning/jobs/{truth[i]['id']}/{kind}", 1)
                 for i in open_jobs
+                for kind in ("checkpoints", "events")
             ]
         else:
             futures = []
             after = None
-            while True:  # stream: checkpoints of a job start as soon as it is listed
+            while True:  # stream: a job's work starts as soon as it is listed
                 params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
                 body = session.get(f"{base}/fine_tuning/jobs", params=params, timeout=60).json()
                 rows += len(body["data"])
-                futures += [
-                    pool.submit(pages, f"fine_tuning/jobs/{job['id']}/checkpoints")
-                    for job in body["data"]
-                ]
+                for job in body["data"]:
+                    futures += job_work(job)
                 if not body["has_more"]:
                     break
                 after = body["data"][-1]["id"]
-        rows += sum(len(f.result()) for f in futures)
+        for future in futures:
+            result = future.result()
+            rows += len(result) if isinstance(result, list) else result
     return {"wall": time.perf_counter() - started, "rows": rows}
 
 
@@ -202,6 +259,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--rerun", action="store_true")
+    parser.add_argument("--resources", help="ours only: the resources to load (default all)")
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")

@@ -1,4 +1,4 @@
-"""`openai-ft`: load fine-tuning checkpoints, run the demo, or serve the sandbox.
+"""`openai-ft`: load fine-tuning history, run the demo, or serve the sandbox.
 
 Errors print as one line on stderr (a traceback only with `--verbose`) and set the exit code:
 1 unexpected, 2 configuration or input, 3 authentication, 4 upstream API, 5 destination.
@@ -14,6 +14,7 @@ from typing import Iterable, List, Optional, Sequence
 
 from fake_openai.faults import FAULT_KINDS, ROUTE_KINDS
 from sources.openai_fine_tuning.errors import FineTuningSourceError
+from sources.openai_fine_tuning.settings import RESOURCES
 
 EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
@@ -23,7 +24,7 @@ EXIT_DESTINATION = 5
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openai-ft",
-        description="Load OpenAI fine-tuning jobs and checkpoints into DuckDB with dlt.",
+        description="Load OpenAI fine-tuning history into DuckDB with dlt.",
     )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     # --verbose also after the command; SUPPRESS keeps the top-level value when absent
@@ -36,9 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    load = commands.add_parser(
-        "load", parents=[common], help="load new jobs and checkpoints (incremental)"
-    )
+    load = commands.add_parser("load", parents=[common], help="load what is new (incremental)")
     _add_load_options(load, duckdb_default="openai_ft.duckdb")
     load.add_argument(
         "--job", action="append", dest="job_ids", metavar="ID", help="only this job (repeatable)"
@@ -52,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         "--full-refresh",
         action="store_true",
         help="forget the state, drop the tables and load everything again",
+    )
+    load.add_argument(
+        "--resources",
+        metavar="LIST",
+        help=f"comma-separated, from: {', '.join(RESOURCES)} (default all)",
     )
     load.add_argument("--page-size", type=int, help="items per list request, 1..100")
     load.add_argument("--workers", type=int, help="requests in flight at once, 1..64 (default 8)")
@@ -75,7 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--max-checkpoints", type=int, default=8)
     sandbox.add_argument("--checkpoints-per-job", type=int, help="exactly this many per job")
     sandbox.add_argument("--big-job-checkpoints", type=int, help="checkpoints of the oldest job")
+    sandbox.add_argument(
+        "--max-steps", type=int, default=300, help="most training steps of a generated job"
+    )
+    sandbox.add_argument(
+        "--big-job-steps",
+        type=int,
+        default=1200,
+        help="training steps of one finished job (0: no such job)",
+    )
     sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="RPS",
+        help="requests per second admitted (token bucket); beyond it 429 with retry-after-ms",
+    )
+    sandbox.add_argument("--rate-burst", type=float, help="token bucket size (default RPS)")
     sandbox.add_argument("--api-key", default="sk-sandbox", help="the key the sandbox accepts")
     sandbox.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests that fail, 0..1"
@@ -167,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
     options = {}
     if args.job_ids:
         options["job_ids"] = args.job_ids
+    if args.resources is not None:
+        options["resources"] = args.resources.split(",")
     if args.page_size is not None:
         options["page_size"] = args.page_size
     if args.workers is not None:
@@ -181,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
         duckdb_memory_limit=args.duckdb_memory_limit,
         **options,
     )
+    for line in summary.warnings():
+        print(f"openai-ft: warning: {line}", file=sys.stderr)
     print("\n".join(summary.lines()))
     return 0
 

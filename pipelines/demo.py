@@ -10,7 +10,7 @@ import duckdb
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
 from pipelines.openai_fine_tuning_pipeline import load
-from pipelines.queries import best_checkpoint_sql
+from pipelines.queries import best_checkpoint_sql, loss_curve_sql
 from sources.openai_fine_tuning.errors import ConfigurationError
 
 DEMO_KEY = "sk-sandbox-demo"
@@ -40,21 +40,34 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nExplore further:\n  duckdb {path}\n  -- or in Python: duckdb.connect({path!r})")
     print(f"  SELECT * FROM {args.dataset}.checkpoints LIMIT 10;")
     print(f"  -- the query above:{sql.rstrip()};")
+    print(f"  -- the loss curve of the latest job, every step:{loss_curve_sql(args.dataset)};")
     return 0
 
 
 def serve_sandbox(args: argparse.Namespace) -> int:
     """Serves the sandbox in the foreground until Ctrl-C."""
-    world = FineTuningWorld(
-        seed=args.seed,
-        jobs=args.jobs,
-        max_checkpoints=args.max_checkpoints,
-        checkpoints_per_job=args.checkpoints_per_job,
-        big_job_checkpoints=args.big_job_checkpoints,
-    )
-    sandbox = SandboxServer(
-        world, api_key=args.api_key, port=args.port, latency=args.latency_ms / 1000
-    )
+    if args.rate_limit is not None and args.rate_limit <= 0:
+        raise ConfigurationError("Invalid sandbox options: --rate-limit must be positive")
+    try:
+        world = FineTuningWorld(
+            seed=args.seed,
+            jobs=args.jobs,
+            max_checkpoints=args.max_checkpoints,
+            checkpoints_per_job=args.checkpoints_per_job,
+            big_job_checkpoints=args.big_job_checkpoints,
+            max_steps=args.max_steps,
+            big_job_steps=args.big_job_steps or None,
+        )
+        sandbox = SandboxServer(
+            world,
+            api_key=args.api_key,
+            port=args.port,
+            latency=args.latency_ms / 1000,
+            rate_limit=args.rate_limit,
+            rate_burst=args.rate_burst,
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"Invalid sandbox options: {error}") from None
     if args.fault_rate:
         try:
             sandbox.faults = FaultPlan(
@@ -66,6 +79,8 @@ def serve_sandbox(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise ConfigurationError(f"Invalid sandbox faults: {error}") from None
         print(f"Injecting faults into {args.fault_rate:.0%} of requests: {args.fault_kinds}")
+    if args.rate_limit:
+        print(f"Admitting {args.rate_limit:g} requests/s; beyond that 429 with retry-after-ms")
     print(f"Sandbox at {sandbox.base_url} (controls under {sandbox.root_url}/_sandbox/)")
     print(f"  OPENAI_BASE_URL={sandbox.base_url} OPENAI_API_KEY={args.api_key} openai-ft load")
     try:

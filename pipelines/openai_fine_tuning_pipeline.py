@@ -1,4 +1,4 @@
-"""Loads OpenAI fine-tuning jobs and checkpoints into DuckDB (or any dlt destination).
+"""Loads OpenAI fine-tuning history into DuckDB (or any dlt destination).
 
 Run `python pipelines/openai_fine_tuning_pipeline.py` with `OPENAI_API_KEY` set, or use the
 `openai-ft load` command, which calls `load()` below.
@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -26,6 +26,7 @@ from pipelines.recovery import finish_interrupted_run  # noqa: E402
 from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
 from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
 from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
+from sources.openai_fine_tuning.stats import UnreadableFile  # noqa: E402
 
 PIPELINE_NAME = "openai_fine_tuning"
 DATASET_NAME = "openai_fine_tuning"
@@ -34,9 +35,13 @@ DUCKDB_MEMORY_LIMIT = "128MB"
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
+# The tables the source writes, always shown in the summary (child tables only when written).
+TABLES = ("jobs", "checkpoints", "events", "step_metrics", "files", "results")
+
+
 @dataclass
 class LoadSummary:
-    """What one run did, for the one-paragraph summary the command prints."""
+    """What one run did, for the summary the command prints."""
 
     destination: str
     dataset: str
@@ -47,32 +52,43 @@ class LoadSummary:
     recovered_packages: int = 0
     lowest_concurrency: Optional[int] = None
     workers: Optional[int] = None
+    missing_files: List[str] = field(default_factory=list)
+    skipped: Dict[str, int] = field(default_factory=dict)
+    unreadable_files: List[UnreadableFile] = field(default_factory=list)
     info: Optional[LoadInfo] = None
 
+    def warnings(self) -> List[str]:
+        """Lines for stderr: what this run could not load and will try again."""
+        return [problem.line() for problem in self.unreadable_files]
+
     def lines(self) -> List[str]:
-        recovered = (
-            [f"  finished {self.recovered_packages} load package(s) left by an interrupted run"]
-            if self.recovered_packages
-            else []
-        )
-        throttled = (
-            [
+        lines = []
+        if self.recovered_packages:
+            lines.append(
+                f"  finished {self.recovered_packages} load package(s) left by an interrupted run"
+            )
+        if self.lowest_concurrency and self.workers and self.lowest_concurrency < self.workers:
+            lines.append(
                 f"  rate limited: concurrency lowered from {self.workers}"
                 f" to {self.lowest_concurrency}"
-            ]
-            if self.lowest_concurrency and self.workers and self.lowest_concurrency < self.workers
-            else []
-        )
-        return (
-            recovered
-            + throttled
-            + [
-                f"Loaded into {self.destination}, dataset {self.dataset}",
-                f"  jobs seen: {self.jobs_seen}   job rows written: {self.rows.get('jobs', 0)}"
-                f"   checkpoints loaded: {self.rows.get('checkpoints', 0)}",
-                f"  requests: {self.requests}   elapsed: {self.elapsed:.2f} s",
-            ]
-        )
+            )
+        written = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
+        lines += [
+            f"Loaded into {self.destination}, dataset {self.dataset}",
+            f"  jobs seen: {self.jobs_seen}   rows written: {written}",
+            f"  requests: {self.requests}   elapsed: {self.elapsed:.2f} s",
+        ]
+        if self.missing_files:
+            lines.append(
+                f"  files deleted or expired (404, not requested again): {len(self.missing_files)}"
+            )
+        if self.skipped.get("step_metrics"):
+            lines.append(
+                "  metrics events whose data is not a step's metrics (kept in events, not in"
+                f" step_metrics): {self.skipped['step_metrics']}"
+            )
+        lines += [f"  {line}" for line in self.warnings()]
+        return lines
 
 
 def make_pipeline(
@@ -158,7 +174,8 @@ def load(
         pipeline_name: Name of the dlt pipeline (and its state).
         wait: When another run of this pipeline is in progress, wait for it instead of failing.
         duckdb_memory_limit: DuckDB's buffer pool size while loading (e.g. `128MB`, `2GB`).
-        **source_options: Passed to `openai_fine_tuning()` (job_ids, page_size, base_url, ...).
+        **source_options: Passed to `openai_fine_tuning()` (job_ids, resources, page_size,
+            base_url, ...).
 
     Returns:
         The run's summary.
@@ -188,17 +205,26 @@ def load(
         pipeline.normalize()
         info = pipeline.load()
     normalize_info = pipeline.last_trace.last_normalize_info
-    rows = dict(normalize_info.row_counts) if normalize_info else {}
+    counts = dict(normalize_info.row_counts) if normalize_info else {}
+    rows = {name: counts.get(name, 0) for name in TABLES}
+    rows.update(
+        (name, count)
+        for name, count in sorted(counts.items())
+        if count and name not in rows and not name.startswith("_dlt")
+    )
     return LoadSummary(
         destination=describe_destination(pipeline, duckdb_path),
         dataset=dataset,
         jobs_seen=stats.jobs_seen,
-        rows={name: rows.get(name, 0) for name in ("jobs", "checkpoints")},
+        rows=rows,
         requests=stats.requests,
         elapsed=time.monotonic() - started,
         recovered_packages=recovered,
         lowest_concurrency=stats.lowest_concurrency,
         workers=stats.workers,
+        missing_files=list(stats.missing_files),
+        skipped=dict(stats.skipped),
+        unreadable_files=list(stats.unreadable_files),
         info=info,
     )
 

@@ -23,3 +23,20 @@ ORDER BY j.created_at DESC, j.id
 def best_checkpoint_sql(dataset: str) -> str:
     """The best-checkpoint query for a dataset name (a SQL identifier, quoted)."""
     return BEST_CHECKPOINT_SQL.format(dataset='"' + dataset.replace('"', '""') + '"')
+
+
+# Every training step of the most recent job with a training loss: its loss curve.
+LOSS_CURVE_SQL = """
+SELECT step, train_loss, valid_loss, full_valid_loss
+FROM {dataset}.step_metrics
+WHERE fine_tuning_job_id = (
+    SELECT fine_tuning_job_id FROM {dataset}.step_metrics
+    WHERE train_loss IS NOT NULL ORDER BY created_at DESC, id LIMIT 1
+)
+ORDER BY step
+"""
+
+
+def loss_curve_sql(dataset: str) -> str:
+    """The loss curve query for a dataset name (a SQL identifier, quoted)."""
+    return LOSS_CURVE_SQL.format(dataset='"' + dataset.replace('"', '""') + '"')

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import duckdb
 import pytest
@@ -114,19 +114,31 @@ def loaded_checkpoint(row: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def assert_checkpoints_equal_truth(loader: Loader, world: FineTuningWorld) -> None:
+Only = Optional[Set[str]]  # job ids a load was limited to; None for all
+
+
+def _kept(job_id: str, only: Only) -> bool:
+    return only is None or job_id in only
+
+
+def assert_checkpoints_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
     rows = loader.rows("checkpoints")
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate checkpoint rows"
     expected = sorted(
-        (checkpoint_as_loaded(c) for c in world.truth_checkpoints()), key=lambda c: c["id"]
+        (
+            checkpoint_as_loaded(c)
+            for c in world.truth_checkpoints()
+            if _kept(c["fine_tuning_job_id"], only)
+        ),
+        key=lambda c: c["id"],
     )
     assert [loaded_checkpoint(r) for r in rows] == expected
 
 
-def assert_jobs_equal_truth(loader: Loader, world: FineTuningWorld) -> None:
+def assert_jobs_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None) -> None:
     rows = {r["id"]: r for r in loader.rows("jobs")}
-    truth = {j["id"]: j for j in world.truth_jobs()}
+    truth = {j["id"]: j for j in world.truth_jobs() if _kept(j["id"], only)}
     assert sorted(rows) == sorted(truth)
     for job_id, job in truth.items():
         row = rows[job_id]
@@ -156,16 +168,229 @@ def assert_jobs_equal_truth(loader: Loader, world: FineTuningWorld) -> None:
             assert loaded == job[name], (job_id, name)
 
 
-def expected_rerun_requests(world: FineTuningWorld, page_size: int, settled: set) -> Dict[str, int]:
+def _epoch_keys(row: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+    return {k: (epoch(v) if k in names else v) for k, v in row.items()}
+
+
+def _without_dlt(row: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_dlt")}
+
+
+def _same_rows(loaded: Dict[Any, Dict[str, Any]], expected: Dict[Any, Dict[str, Any]]) -> None:
+    """Equal keys, and per row equal values where a column missing on one side is None."""
+    assert sorted(loaded) == sorted(expected)
+    for key, row in expected.items():
+        names = set(row) | set(loaded[key])
+        got = {n: loaded[key].get(n) for n in names}
+        assert got == {n: row.get(n) for n in names}, key
+
+
+def flatten_metrics(data: Dict[str, Any], prefix: str = "") -> Tuple[Dict[str, Any], Dict]:
+    """(columns, lists) of a metrics `data` object as a correct load stores it: nested objects
+    joined with `__`, numbers as floats except `step` / `total_steps`, lists apart."""
+    columns: Dict[str, Any] = {}
+    lists: Dict[str, List[Any]] = {}
+    for key, value in data.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            inner, inner_lists = flatten_metrics(value, name + "__")
+            columns.update(inner)
+            lists.update(inner_lists)
+        elif isinstance(value, list):
+            lists[name] = value
+        elif value is None:
+            continue
+        elif name in ("step", "total_steps"):
+            columns[name] = int(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            columns[name] = float(value)
+        else:
+            columns[name] = value
+    return columns, lists
+
+
+def assert_events_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    expected = {}
+    for job_id, events in world.truth_events().items():
+        for event in events if _kept(job_id, only) else ():
+            expected[event["id"]] = {
+                "id": event["id"],
+                "fine_tuning_job_id": job_id,
+                "created_at": event["created_at"],
+                "level": event["level"],
+                "type": event.get("type"),
+                "message": event["message"],
+                "data": event.get("data"),
+            }
+    loaded = {}
+    for row in loader.rows("events"):
+        row = _epoch_keys(_without_dlt(row), ["created_at"])
+        row["data"] = None if row["data"] is None else json.loads(row["data"])
+        loaded[row["id"]] = row
+    _same_rows(loaded, expected)
+
+
+def assert_step_metrics_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    expected: Dict[str, Dict[str, Any]] = {}
+    children: Dict[str, Dict[Tuple[str, int], Dict[str, Any]]] = {}
+    for job_id, events in world.truth_events().items():
+        for event in events if _kept(job_id, only) else ():
+            if event.get("type") != "metrics" or not isinstance(event.get("data"), dict):
+                continue
+            columns, lists = flatten_metrics(event["data"])
+            expected[event["id"]] = {
+                **columns,
+                "id": event["id"],
+                "fine_tuning_job_id": job_id,
+                "created_at": event["created_at"],
+            }
+            for path, items in lists.items():
+                table = children.setdefault(f"step_metrics__{path}", {})
+                for index, item in enumerate(items):
+                    table[(event["id"], index)] = flatten_metrics(item)[0]
+    loaded = {
+        r["id"]: _epoch_keys(_without_dlt(r), ["created_at"]) for r in loader.rows("step_metrics")
+    }
+    _same_rows(loaded, expected)
+    for table, rows in children.items():
+        with duckdb.connect(str(loader.duckdb_path), read_only=True) as con:
+            cursor = con.execute(
+                f"SELECT c.*, p.id AS _event FROM {DATASET}.{table} c JOIN"
+                f" {DATASET}.step_metrics p ON c._dlt_parent_id = p._dlt_id"
+            )
+            names = [d[0] for d in cursor.description]
+            got = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        _same_rows(
+            {(r["_event"], r["_dlt_list_idx"]): _without_dlt({**r, "_event": None}) for r in got},
+            {key: {**row, "_event": None} for key, row in rows.items()},
+        )
+
+
+def referenced_file_ids(world: FineTuningWorld, only: Only = None) -> Set[str]:
+    """Files the (kept) jobs name: training, validation, results; deleted ones included."""
+    ids: Set[str] = set()
+    for job in world.truth_jobs():
+        if _kept(job["id"], only):
+            ids.update(i for i in (job["training_file"], job["validation_file"]) if i)
+            ids.update(job["result_files"] or ())
+    return ids
+
+
+def assert_files_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None) -> None:
+    wanted = referenced_file_ids(world, only)
+    expected = {f["id"]: _without_object(f) for f in world.truth_files() if f["id"] in wanted}
+    loaded = {
+        r["id"]: _epoch_keys(_without_dlt(r), ["created_at", "expires_at"])
+        for r in loader.rows("files")
+    }
+    _same_rows(loaded, expected)
+
+
+def _without_object(record: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "object"}
+
+
+def assert_results_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    expected = {
+        (r["file_id"], r["step"]): r
+        for r in world.truth_results()
+        if _kept(r["fine_tuning_job_id"], only)
+    }
+    loaded = {
+        (r["file_id"], r["step"]): _without_dlt(r)
+        for r in loader.rows("results", order="file_id, step")
+    }
+    _same_rows(loaded, expected)
+
+
+TABLE_CHECKS = {
+    "jobs": (assert_jobs_equal_truth,),
+    "checkpoints": (assert_checkpoints_equal_truth,),
+    "events": (assert_events_equal_truth, assert_step_metrics_equal_truth),
+    "files": (assert_files_equal_truth,),
+    "results": (assert_results_equal_truth,),
+}
+RESOURCES = tuple(TABLE_CHECKS)
+
+
+def assert_history_equal_truth(
+    loader: Loader,
+    world: FineTuningWorld,
+    only: Only = None,
+    resources: Sequence[str] = RESOURCES,
+) -> None:
+    """Every table of the resources equals the sandbox's truth, ids and values."""
+    for resource in resources:
+        for check in TABLE_CHECKS[resource]:
+            check(loader, world, only)
+
+
+def first_load_routes(world: FineTuningWorld, page_size: int = 100) -> Dict[str, int]:
+    """Requests of a complete first load: every page of every list, each file once, each
+    results file of a finished job once."""
+    pages = lambda n: max(1, math.ceil(n / page_size))  # noqa: E731
+    jobs = world.truth_jobs()
+    events = world.truth_events()
+    checkpoints: Dict[str, int] = {}
+    for checkpoint in world.truth_checkpoints():
+        job_id = checkpoint["fine_tuning_job_id"]
+        checkpoints[job_id] = checkpoints.get(job_id, 0) + 1
+    routes = {
+        "GET /v1/fine_tuning/jobs": pages(len(jobs)),
+        "GET /v1/fine_tuning/jobs/{id}/checkpoints": sum(
+            pages(checkpoints.get(j["id"], 0)) for j in jobs
+        ),
+        "GET /v1/fine_tuning/jobs/{id}/events": sum(pages(len(events[j["id"]])) for j in jobs),
+        "GET /v1/files/{id}": len(referenced_file_ids(world)),
+        "GET /v1/files/{id}/content": sum(
+            len(j["result_files"] or ()) for j in jobs if j["status"] in TERMINAL
+        ),
+    }
+    return {route: count for route, count in routes.items() if count}
+
+
+def written(summary: str, table: str) -> int:
+    """Rows written to `table`, read from the summary the command printed."""
+    line = next(line for line in summary.splitlines() if "rows written:" in line)
+    counts = dict(
+        part.rsplit(" ", 1) for part in line.split("rows written:", 1)[1].strip().split(", ")
+    )
+    return int(counts[table].replace(",", ""))
+
+
+LIST_ROUTES = {
+    "checkpoints": "GET /v1/fine_tuning/jobs/{id}/checkpoints",
+    "events": "GET /v1/fine_tuning/jobs/{id}/events",
+}
+
+
+def expected_rerun_requests(
+    world: FineTuningWorld,
+    page_size: int,
+    settled: set,
+    lists: Sequence[str] = ("checkpoints", "events"),
+) -> Dict[str, int]:
     """The request budget of a no-change rerun: job-list pages down to the oldest unsettled
-    job (at least one), plus one checkpoints request per unsettled job."""
+    job (at least one), plus one request per unsettled job for each per-job list; nothing
+    for files and results already read."""
     ids = world.job_ids()
     unsettled = [i for i, job_id in enumerate(ids) if job_id not in settled]
     deepest = unsettled[-1] if unsettled else 0
-    return {
-        "GET /v1/fine_tuning/jobs": math.ceil((deepest + 1) / page_size),
-        "GET /v1/fine_tuning/jobs/{id}/checkpoints": len(unsettled),
-    }
+    budget = {"GET /v1/fine_tuning/jobs": math.ceil((deepest + 1) / page_size)}
+    budget.update({LIST_ROUTES[name]: len(unsettled) for name in lists if unsettled})
+    return budget
+
+
+def python_pipeline(tmp_path: Path, name: str, database: str = "ft.duckdb") -> Any:
+    """A dlt pipeline as the README's Python example makes it, into a DuckDB file."""
+    import dlt
+
+    return dlt.pipeline(
+        name,
+        destination=dlt.destinations.duckdb(str(tmp_path / database)),
+        dataset_name=DATASET,
+        pipelines_dir=str(tmp_path / "pl"),
+    )
 
 
 @pytest.fixture

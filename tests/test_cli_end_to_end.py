@@ -12,7 +12,7 @@ import duckdb
 import requests
 
 from fake_openai import FineTuningWorld
-from tests.conftest import API_KEY, DATASET
+from tests.conftest import API_KEY, DATASET, written
 
 REPO = Path(__file__).resolve().parent.parent
 OPENAI_FT = str(Path(sys.executable).parent / "openai-ft")
@@ -43,13 +43,13 @@ def test_demo_end_to_end(tmp_path):
         ).fetchone()[0]
     assert loaded == truth
     out = result.stdout
-    assert f"checkpoints loaded: {len(truth)}" in out
+    assert written(out, "checkpoints") == len(truth)
     assert "Best checkpoint per job (lowest full_valid_loss, else train_loss):" in out
     assert f"{jobs_with_checkpoints} rows" in out  # one row per job that has checkpoints
     assert "SELECT * FROM openai_fine_tuning.checkpoints LIMIT 10;" in out
     # a second demo run starts over and shows the same complete load
     again = _run([OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")], tmp_path, _env())
-    assert again.returncode == 0 and f"checkpoints loaded: {len(truth)}" in again.stdout
+    assert again.returncode == 0 and written(again.stdout, "checkpoints") == len(truth)
 
 
 def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
@@ -95,7 +95,7 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
         first = _run([OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")], workdir, env)
         assert first.returncode == 0, first.stderr
         truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
-        assert f"checkpoints loaded: {len(truth['checkpoints'])}" in first.stdout
+        assert written(first.stdout, "checkpoints") == len(truth["checkpoints"])
         assert (workdir / "openai_ft.duckdb").exists()
 
         requests.post(f"{root}/_sandbox/advance?seconds=600&checkpoints=1", timeout=5)

@@ -18,13 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from fake_openai import FineTuningWorld, SandboxServer
-from tests.conftest import (
-    API_KEY,
-    TERMINAL,
-    Loader,
-    assert_checkpoints_equal_truth,
-    assert_jobs_equal_truth,
-)
+from pipelines.openai_fine_tuning_pipeline import TABLES
+from tests.conftest import API_KEY, TERMINAL, Loader, assert_history_equal_truth
 
 STAGES = ("extract", "normalize", "load")
 TRIALS = 21  # 7 per stage
@@ -99,11 +94,10 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
             # the next scheduled run finishes what the killed run left, then extracts the new
             # data too: the truth check below needs both
             recovered += loader.run().recovered_packages
-            assert_checkpoints_equal_truth(loader, world)
-            assert_jobs_equal_truth(loader, world)
+            assert_history_equal_truth(loader, world)
             # and the state agrees with the data: nothing more to load
             settled = {j["id"] for j in world.truth_jobs() if j["status"] in TERMINAL}
-            assert loader.run().rows == {"jobs": 0, "checkpoints": 0}, (trial, stage, settled)
+            assert loader.run().rows == dict.fromkeys(TABLES, 0), (trial, stage, settled)
     # the kills landed where intended (a run can finish a stage before the kill arrives)
     print(f"SIGKILLs per stage: {dict(killed)}; packages finished by the next run: {recovered}")
     assert sum(killed.values()) >= 20 and all(killed[s] >= 5 for s in STAGES), killed
@@ -130,7 +124,7 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
 
     assert summary.recovered_packages == 1
     assert not leftover.exists()
-    assert_checkpoints_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)
 
 
 def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
@@ -146,4 +140,4 @@ def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
     loader.run()
 
     assert not leftover.exists()
-    assert_checkpoints_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)

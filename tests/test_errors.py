@@ -8,7 +8,12 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import DATASET, Loader, assert_checkpoints_equal_truth
+from tests.conftest import (
+    DATASET,
+    Loader,
+    assert_history_equal_truth,
+    first_load_routes,
+)
 
 
 def _only_line(err: str) -> str:
@@ -169,8 +174,8 @@ def test_failed_run_loads_nothing_and_keeps_state(cli, sandbox, world, tmp_path)
     code, out, _ = cli()
     assert code == 0
     # nothing advanced: the rerun is a complete first load
-    assert sandbox.stats.total == 1 + len(world.job_ids())
-    assert_checkpoints_equal_truth(Loader(sandbox, tmp_path), world)
+    assert sandbox.stats.by_route == first_load_routes(world)
+    assert_history_equal_truth(Loader(sandbox, tmp_path), world)
 
 
 def test_success_prints_summary(cli, world):
@@ -178,19 +183,17 @@ def test_success_prints_summary(cli, world):
     assert code == 0 and err == ""
     lines = out.strip().splitlines()
     assert lines[0].endswith(f"ft.duckdb, dataset {DATASET}")
-    assert lines[1].split() == [
-        "jobs",
-        "seen:",
-        "12",
-        "job",
-        "rows",
-        "written:",
-        "12",
-        "checkpoints",
-        "loaded:",
-        str(len(world.truth_checkpoints())),
-    ]
-    assert lines[2].startswith(f"  requests: {1 + 12}   elapsed: ")
+    events = [e for evs in world.truth_events().values() for e in evs]
+    metrics = [e for e in events if e["type"] == "metrics"]
+    graders = sum(len(e["data"].get("scores", {}).get("graders", ())) for e in metrics)
+    assert lines[1] == (
+        f"  jobs seen: 12   rows written: jobs 12, checkpoints {len(world.truth_checkpoints())},"
+        f" events {len(events):,}, step_metrics {len(metrics):,},"
+        f" files {len(world.truth_files())}, results {len(world.truth_results()):,}"
+        f", step_metrics__scores__graders {graders}"
+    )
+    assert lines[2].startswith(f"  requests: {sum(first_load_routes(world).values())}   elapsed: ")
+    assert lines[3:] == ["  files deleted or expired (404, not requested again): 1"]
 
 
 def test_organization_and_project_headers_are_sent(cli, sandbox, world):

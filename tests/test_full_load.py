@@ -2,42 +2,57 @@
 
 from __future__ import annotations
 
-import dlt
 import duckdb
 
 from fake_openai import FineTuningWorld, SandboxServer
+from pipelines.openai_fine_tuning_pipeline import TABLES
 from sources.openai_fine_tuning import openai_fine_tuning
 from tests.conftest import (
     API_KEY,
     DATASET,
     Loader,
     assert_checkpoints_equal_truth,
-    assert_jobs_equal_truth,
+    assert_history_equal_truth,
+    first_load_routes,
+    python_pipeline,
+    referenced_file_ids,
 )
 
 
 def test_full_load_equals_sandbox_truth(loader, world):
     summary = loader.run()
 
-    assert_checkpoints_equal_truth(loader, world)
-    assert_jobs_equal_truth(loader, world)
-    assert summary.rows == {"jobs": 12, "checkpoints": len(world.truth_checkpoints())}
-    assert summary.jobs_seen == 12
-    # page_size 100: one job-list page, one checkpoints page per job
-    assert loader.sandbox.stats.by_route == {
-        "GET /v1/fine_tuning/jobs": 1,
-        "GET /v1/fine_tuning/jobs/{id}/checkpoints": 12,
+    assert_history_equal_truth(loader, world)
+    events = [e for job_events in world.truth_events().values() for e in job_events]
+    metrics = [e for e in events if e.get("type") == "metrics"]
+    graders = sum(len(e["data"].get("scores", {}).get("graders", ())) for e in metrics)
+    assert graders > 0  # reinforcement jobs: per-grader scores in a child table
+    assert summary.rows == {
+        "jobs": 12,
+        "checkpoints": len(world.truth_checkpoints()),
+        "events": len(events),
+        "step_metrics": len(metrics),
+        "files": len(world.truth_files()),
+        "results": len(world.truth_results()),
+        "step_metrics__scores__graders": graders,
     }
-    assert summary.requests == 13
+    assert summary.jobs_seen == 12
+    assert summary.missing_files == sorted(world.deleted_file_ids())
+    # page_size 100: one job-list page, every page of every per-job list, each file once
+    routes = first_load_routes(world)
+    assert loader.sandbox.stats.by_route == routes
+    assert routes["GET /v1/fine_tuning/jobs/{id}/events"] > 12 + 10  # a job of 10+ pages
+    assert summary.requests == sum(routes.values())
 
 
-def test_column_types(loader):
+def test_column_types(loader, world):
+    world.add_job(status="succeeded", checkpoints=2, method="reinforcement")
     loader.run()
     with duckdb.connect(str(loader.duckdb_path), read_only=True) as con:
         types = dict(
             con.execute(
                 "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
-                f" WHERE table_schema = '{DATASET}' AND table_name IN ('jobs', 'checkpoints')"
+                f" WHERE table_schema = '{DATASET}' AND table_name NOT LIKE '_dlt%'"
             ).fetchall()
         )
     assert types["checkpoints.created_at"] == "TIMESTAMP WITH TIME ZONE"
@@ -47,6 +62,29 @@ def test_column_types(loader):
     for name in ("created_at", "finished_at", "estimated_finish"):
         assert types[f"jobs.{name}"] == "TIMESTAMP WITH TIME ZONE"
     assert types["jobs.hyperparameters"] == "JSON"
+    assert types["events.created_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["events.data"] == "JSON"
+    for name in ("id", "fine_tuning_job_id", "level", "type", "message"):
+        assert types[f"events.{name}"] == "VARCHAR"
+    assert types["step_metrics.created_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["step_metrics.step"] == types["step_metrics.total_steps"] == "BIGINT"
+    for metric in (
+        "train_loss",
+        "valid_mean_token_accuracy",
+        "full_valid_loss",
+        "scores__train_reward_mean",
+        "usage__grader_prompt_tokens",  # an integer in the API, a DOUBLE column
+        "timing__step_seconds",
+    ):
+        assert types[f"step_metrics.{metric}"] == "DOUBLE", metric
+    assert types["step_metrics__scores__graders.train_reward_mean"] == "DOUBLE"
+    assert types["step_metrics__scores__graders.name"] == "VARCHAR"
+    assert types["files.created_at"] == types["files.expires_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["files.bytes"] == "BIGINT"
+    assert types["results.step"] == "BIGINT"
+    for name in ("train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"):
+        assert types[f"results.{name}"] == "DOUBLE"
+    assert types["results.train_reward_mean"] == "DOUBLE"  # an extra column of RFT results
     assert not [c for c in types if "__v_" in c], "no variant columns"
 
 
@@ -87,12 +125,7 @@ def test_multi_page_jobs_and_equal_created_at_across_page_boundary(tmp_path):
 
 
 def test_python_api_pipeline_run(sandbox, world, tmp_path):
-    pipeline = dlt.pipeline(
-        "py_api",
-        destination=dlt.destinations.duckdb(str(tmp_path / "py.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pl"),
-    )
+    pipeline = python_pipeline(tmp_path, "py_api", "py.duckdb")
     info = pipeline.run(openai_fine_tuning(api_key=API_KEY, base_url=sandbox.base_url))
     assert not info.has_failed_jobs
     with duckdb.connect(str(tmp_path / "py.duckdb"), read_only=True) as con:
@@ -103,12 +136,7 @@ def test_python_api_pipeline_run(sandbox, world, tmp_path):
 
 
 def test_with_resources_checkpoints_only(sandbox, world, tmp_path):
-    pipeline = dlt.pipeline(
-        "only_ckpt",
-        destination=dlt.destinations.duckdb(str(tmp_path / "o.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pl"),
-    )
+    pipeline = python_pipeline(tmp_path, "only_ckpt", "o.duckdb")
     source = openai_fine_tuning(api_key=API_KEY, base_url=sandbox.base_url)
     pipeline.run(source.with_resources("checkpoints"))
     with duckdb.connect(str(tmp_path / "o.duckdb"), read_only=True) as con:
@@ -123,13 +151,22 @@ def test_with_resources_checkpoints_only(sandbox, world, tmp_path):
     assert count == len(world.truth_checkpoints())
 
 
-def test_empty_organization_creates_both_tables(tmp_path):
+def test_empty_organization_creates_every_table(tmp_path):
     world = FineTuningWorld(seed=1, jobs=0)
     with SandboxServer(world, api_key=API_KEY) as sandbox:
         loader = Loader(sandbox, tmp_path)
         summary = loader.run()
-        assert summary.rows == {"jobs": 0, "checkpoints": 0}
-        assert (loader.count("jobs"), loader.count("checkpoints")) == (0, 0)
-        world.add_job(status="running", checkpoints=2)
-        assert loader.run().rows == {"jobs": 1, "checkpoints": 2}
-        assert_checkpoints_equal_truth(loader, world)
+        assert summary.rows == dict.fromkeys(TABLES, 0)
+        assert [loader.count(table) for table in TABLES] == [0] * len(TABLES)
+        job = world.add_job(status="running", checkpoints=2)
+        second = loader.run()
+        events = world.truth_events()[job["id"]]
+        assert second.rows == {
+            **dict.fromkeys(TABLES, 0),
+            "jobs": 1,
+            "checkpoints": 2,
+            "events": len(events),
+            "step_metrics": sum(e.get("type") == "metrics" for e in events),
+            "files": len(referenced_file_ids(world)),
+        }
+        assert_history_equal_truth(loader, world)

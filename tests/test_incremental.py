@@ -1,16 +1,17 @@
-"""Reruns request and load only what is new, per job, and never lose or duplicate a checkpoint."""
+"""Reruns request and load only what is new, per job, and never lose or duplicate a row."""
 
 from __future__ import annotations
 
 import duckdb
 import pytest
 
+from pipelines.openai_fine_tuning_pipeline import TABLES
 from tests.conftest import (
     DATASET,
     TERMINAL,
-    assert_checkpoints_equal_truth,
-    assert_jobs_equal_truth,
+    assert_history_equal_truth,
     expected_rerun_requests,
+    referenced_file_ids,
 )
 
 CHECKPOINTS_ROUTE = "GET /v1/fine_tuning/jobs/{id}/checkpoints"
@@ -29,15 +30,17 @@ def test_no_change_rerun_loads_nothing_within_request_budget(loader, world, page
 
     summary = loader.run(page_size=page_size)
 
-    assert summary.rows == {"jobs": 0, "checkpoints": 0}
+    assert summary.rows == dict.fromkeys(TABLES, 0)
+    # nothing for files and results already read
     assert loader.sandbox.stats.by_route == expected_rerun_requests(world, page_size, settled)
-    assert_checkpoints_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)
 
 
 def test_new_checkpoints_new_job_and_late_checkpoint_are_loaded_once(loader, world):
     loader.run()
     before_jobs = {j["id"]: j for j in world.truth_jobs()}
     before_checkpoints = {c["id"] for c in world.truth_checkpoints()}
+    before_events = {e["id"] for evs in world.truth_events().values() for e in evs}
     newest_overall = max(c["created_at"] for c in world.truth_checkpoints())
 
     # a running job writes a checkpoint older than the newest loaded from any job, but newer
@@ -61,11 +64,15 @@ def test_new_checkpoints_new_job_and_late_checkpoint_are_loaded_once(loader, wor
 
     new_ids = {c["id"] for c in world.truth_checkpoints()} - before_checkpoints
     changed_jobs = [j for j in world.truth_jobs() if before_jobs.get(j["id"]) != j]
+    new_events = [e for evs in world.truth_events().values() for e in evs]
+    new_events = [e for e in new_events if e["id"] not in before_events]
     assert late["id"] in new_ids and len(new_ids) == 1 + 2 * len(running) + 3
-    assert summary.rows == {"jobs": len(changed_jobs), "checkpoints": len(new_ids)}
+    assert summary.rows["jobs"] == len(changed_jobs)
+    assert summary.rows["checkpoints"] == len(new_ids)
+    assert summary.rows["events"] == len(new_events) > len(new_ids)
+    assert summary.rows["step_metrics"] == sum(e["type"] == "metrics" for e in new_events)
     assert new_job["id"] in {j["id"] for j in changed_jobs}
-    assert_checkpoints_equal_truth(loader, world)
-    assert_jobs_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)
 
 
 def test_settled_jobs_are_never_requested_again(loader, world):
@@ -76,16 +83,27 @@ def test_settled_jobs_are_never_requested_again(loader, world):
 
     second = loader.run()
     paths = loader.sandbox.stats.by_path
-    assert not [j for j in settled if f"/v1/fine_tuning/jobs/{j}/checkpoints" in paths]
+    for kind in ("checkpoints", "events"):
+        assert not [j for j in settled if f"/v1/fine_tuning/jobs/{j}/{kind}" in paths]
     assert all(paths[f"/v1/fine_tuning/jobs/{j}/checkpoints"] == 1 for j in finishing)
+    # a finishing job writes its last steps: one page or more of new events
+    assert all(paths[f"/v1/fine_tuning/jobs/{j}/events"] >= 1 for j in finishing)
     assert second.rows["jobs"] == len(finishing)
+    new_results = [f for j in world.truth_jobs() if j["id"] in finishing for f in j["result_files"]]
+    assert new_results and second.rows["files"] == len(new_results)
+    # each new results file: its metadata and its content, once
+    assert {p: n for p, n in paths.items() if p.startswith("/v1/files/")} == {
+        **{f"/v1/files/{f}": 1 for f in new_results},
+        **{f"/v1/files/{f}/content": 1 for f in new_results},
+    }
+    assert_history_equal_truth(loader, world)
 
     loader.sandbox.stats.reset()
     third = loader.run()
-    assert third.rows == {"jobs": 0, "checkpoints": 0}
-    # every job settled: one job-list page, no checkpoints request at all
+    assert third.rows == dict.fromkeys(TABLES, 0)
+    # every job settled for every resource: one job-list page, nothing else
     assert loader.sandbox.stats.by_route == {JOBS_ROUTE: 1}
-    assert_jobs_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)
 
 
 def test_unknown_status_counts_as_unsettled(loader, world):
@@ -95,13 +113,15 @@ def test_unknown_status_counts_as_unsettled(loader, world):
     loader.sandbox.stats.reset()
 
     loader.run()
-    assert loader.sandbox.stats.by_path[f"/v1/fine_tuning/jobs/{job_id}/checkpoints"] == 1
+    for kind in ("checkpoints", "events"):
+        assert loader.sandbox.stats.by_path[f"/v1/fine_tuning/jobs/{job_id}/{kind}"] == 1
 
     world.set_status(job_id, "succeeded")
     loader.run()
     loader.sandbox.stats.reset()
     loader.run()
-    assert f"/v1/fine_tuning/jobs/{job_id}/checkpoints" not in loader.sandbox.stats.by_path
+    assert not [p for p in loader.sandbox.stats.by_path if job_id in p]
+    assert_history_equal_truth(loader, world)
 
 
 def test_full_refresh_reloads_everything_without_duplicates(loader, world):
@@ -113,7 +133,7 @@ def test_full_refresh_reloads_everything_without_duplicates(loader, world):
     assert again.rows == first.rows
     assert loader.sandbox.stats.total == first.requests
     assert loader.count("checkpoints") == len(world.truth_checkpoints())
-    assert_checkpoints_equal_truth(loader, world)
+    assert_history_equal_truth(loader, world)
 
 
 def test_job_ids_reads_only_those_jobs(loader, world):
@@ -122,13 +142,20 @@ def test_job_ids_reads_only_those_jobs(loader, world):
 
     summary = loader.run(job_ids=[finished, running, finished])
 
+    both = {finished, running}
+    files = referenced_file_ids(world, both)
+    results = world.get_job(finished)["result_files"]
+    assert len(results) == 1
     assert loader.sandbox.stats.by_route == {
         "GET /v1/fine_tuning/jobs/{id}": 2,
         CHECKPOINTS_ROUTE: 2,
+        "GET /v1/fine_tuning/jobs/{id}/events": 2,
+        "GET /v1/files/{id}": len(files),
+        "GET /v1/files/{id}/content": len(results),
     }
-    loaded = {r["fine_tuning_job_id"] for r in loader.rows("checkpoints")}
-    assert loaded <= {finished, running}
-    assert {r["id"] for r in loader.rows("jobs")} == {finished, running}
+    # exactly the rows of these two jobs, in every table
+    assert_history_equal_truth(loader, world, only=both)
+    assert loader.count("checkpoints") > 0 and loader.count("results") > 0
     assert summary.jobs_seen == 2
 
     loader.sandbox.stats.reset()
@@ -137,6 +164,7 @@ def test_job_ids_reads_only_those_jobs(loader, world):
     assert loader.sandbox.stats.by_path == {
         f"/v1/fine_tuning/jobs/{running}": 1,
         f"/v1/fine_tuning/jobs/{running}/checkpoints": 1,
+        f"/v1/fine_tuning/jobs/{running}/events": 1,
     }
 
 

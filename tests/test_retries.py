@@ -8,9 +8,10 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
 from sources.openai_fine_tuning.retry import RetryPolicy
-from tests.conftest import Loader, assert_checkpoints_equal_truth
+from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
 
 def _response(status: int = 429, **headers: str) -> requests.Response:
@@ -128,13 +129,16 @@ def test_unknown_job_404_is_not_retried(cli, sandbox):
     assert sandbox.stats.total == 1
 
 
-def test_every_fault_kind_is_survived(sandbox, world, tmp_path):
-    sandbox.faults = FaultPlan(
-        rate=0.4, seed=3, retry_after="0", retry_after_ms="1", slow_seconds=0.5
-    )
-    loader = Loader(sandbox, tmp_path)
-    loader.run(
-        page_size=1, max_attempts=10, backoff_base=0.001, backoff_max=0.005, request_timeout=0.2
-    )
-    assert_checkpoints_equal_truth(loader, world)
-    assert set(sandbox.faults.snapshot()) == set(FaultPlan.kinds)  # every kind happened
+def test_every_fault_kind_is_survived(tmp_path):
+    world = FineTuningWorld(seed=3, jobs=8, max_steps=15, big_job_steps=None)
+    with SandboxServer(world, api_key=API_KEY) as sandbox:
+        sandbox.faults = FaultPlan(
+            rate=0.4, seed=3, retry_after="0", retry_after_ms="1", slow_seconds=0.5
+        )
+        loader = Loader(sandbox, tmp_path)
+        # 0.4 ** 20: no request runs out of attempts
+        loader.run(
+            page_size=2, max_attempts=20, backoff_base=0.001, backoff_max=0.005, request_timeout=0.2
+        )
+        assert_history_equal_truth(loader, world)
+        assert set(sandbox.faults.snapshot()) == set(FaultPlan.kinds)  # every kind happened

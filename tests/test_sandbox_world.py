@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import time
 from collections import Counter
 from typing import Any, Dict, List
 
@@ -481,13 +480,9 @@ def test_same_seed_same_world_and_extra_metrics_everywhere():
     assert newest_metrics["data"]["reward_mean"] == 1
 
 
-def test_generation_is_fast():
-    started = time.perf_counter()
-    FineTuningWorld(seed=11, jobs=12, max_checkpoints=8)
-    assert time.perf_counter() - started < 0.5
-    started = time.perf_counter()
+def test_the_benchmark_world_has_its_long_job():
+    # (how fast it is generated is the benchmark's business, not a test's)
     world = FineTuningWorld(seed=1, jobs=1000, max_checkpoints=6, big_job_steps=5000)
-    assert time.perf_counter() - started < 5  # "a few seconds"; about 0.3 s here
     assert max(world.total_steps(j) for j in world.job_ids()) == 5000
 
 

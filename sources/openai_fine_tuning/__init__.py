@@ -1,4 +1,5 @@
-"""A dlt source of OpenAI fine-tuning jobs and their checkpoints, loaded incrementally per job.
+"""A dlt source of OpenAI fine-tuning history: jobs, checkpoints, events and per-step metrics,
+files and results CSVs, loaded incrementally per job and per resource.
 
 Example:
     >>> import dlt
@@ -12,19 +13,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.resource import DltResource
 
 from .client import FineTuningApi, redact_url
 from .errors import ConfigurationError
+from .job_files import iter_file_rows, iter_result_rows
+from .job_lists import JOB_LISTS, JobList, iter_new_items
 from .ledger import JobLedger
-from .options import clean_job_ids
-from .readers import iter_configured_jobs, iter_listed_jobs, iter_new_checkpoints, job_row
+from .listing import iter_configured_jobs, iter_listed_jobs
+from .options import ApiOptions, clean_job_ids, clean_resources
+from .rows import job_row
+from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS
 from .settings import (
-    CHECKPOINT_METRICS,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_BASE_URL,
@@ -36,48 +41,23 @@ from .settings import (
     ENV_BASE_URL,
     ENV_ORGANIZATION,
     ENV_PROJECT,
-    JOB_JSON_FIELDS,
-    JOB_TEXT_FIELDS,
-    JOB_TIMESTAMP_FIELDS,
+    JOBS_PATH,
+    RESOURCES,
+    TERMINAL_STATUSES,
 )
 from .stats import RunStats
 
-__all__ = ["openai_fine_tuning", "FineTuningApi", "RunStats", "redact_url"]
+__all__ = ["openai_fine_tuning", "ApiOptions", "FineTuningApi", "RunStats", "redact_url"]
 
 LEDGER_KEY = "jobs_ledger"
-
-
-def _column(data_type: str, nullable: bool = True, **hints: Any) -> Dict[str, Any]:
-    # a new dict per column: dlt writes the column name into it
-    return {"data_type": data_type, "nullable": nullable, **hints}
-
-
-CHECKPOINT_COLUMNS: TTableSchemaColumns = {
-    "id": _column("text", nullable=False, primary_key=True),
-    "created_at": _column("timestamp", nullable=False, timezone=True),
-    "fine_tuned_model_checkpoint": _column("text"),
-    "fine_tuning_job_id": _column("text"),
-    "step_number": _column("bigint"),
-    "object": _column("text"),
-    **{f"metrics__{name}": _column("double") for name in CHECKPOINT_METRICS},
-}  # type: ignore[dict-item]
-
-JOB_COLUMNS: TTableSchemaColumns = {
-    "id": _column("text", nullable=False, primary_key=True),
-    **{name: _column("timestamp", timezone=True) for name in JOB_TIMESTAMP_FIELDS},
-    **{name: _column("json") for name in JOB_JSON_FIELDS},
-    **{name: _column("text") for name in JOB_TEXT_FIELDS},
-    "trained_tokens": _column("bigint"),
-    "seed": _column("bigint"),
-}  # type: ignore[dict-item]
 
 
 @dataclass(frozen=True)
 class JobTask:
     """A job to read on this run, with the ledger that records what was loaded of it.
 
-    `job` is None for the marker sent after the listing of a first run: it makes both tables
-    exist even when the organization has no jobs or no checkpoints yet.
+    `job` is None for the marker sent before the jobs: it creates the tables of a resource on
+    its first run, even when the organization has no jobs (or no such rows) yet.
     """
 
     job: Optional[Dict[str, Any]]
@@ -90,6 +70,49 @@ def _setting(value: Optional[str], env_var: str) -> Optional[str]:
     return value.strip() if value and value.strip() else None
 
 
+def _selected_resources() -> List[str]:
+    """The resources this extraction loads: a job is read only if one of them needs it."""
+    try:
+        selected = dlt.current.source().selected_resources
+    except CurrentSourceNotAvailable:  # a resource run on its own: assume every one
+        return list(RESOURCES)
+    return [name for name in RESOURCES if name in selected]
+
+
+def _per_job(
+    name: str,
+    tasks: DltResource,
+    read: Callable[[JobTask], Iterable[Any]],
+    columns: TTableSchemaColumns,
+    primary_key: Sequence[str] = ("id",),
+    markers: Callable[[], Iterable[Any]] = lambda: [dlt.mark.materialize_table_schema()],
+    parallelized: bool = True,
+) -> DltResource:
+    """A merged transformer over the jobs to read that skips jobs settled for it.
+
+    With `parallelized`, each job's generator runs in dlt's extract thread pool, one step at
+    a time, so one job's pages stay in order while jobs overlap.
+    """
+
+    def per_job(task: JobTask) -> Iterator[Any]:
+        if task.job is None:
+            if not task.ledger.is_started(name):
+                yield from markers()
+                task.ledger.mark_started(name)
+        elif not task.ledger.is_settled(task.job["id"], name):
+            yield from read(task)
+
+    return dlt.transformer(
+        per_job,
+        data_from=tasks,
+        name=name,
+        write_disposition="merge",
+        primary_key=list(primary_key),
+        columns=columns,
+        parallelized=parallelized,
+    )
+
+
 @dlt.source(name="openai_fine_tuning")
 def openai_fine_tuning(
     api_key: Optional[str] = dlt.secrets.value,
@@ -97,6 +120,7 @@ def openai_fine_tuning(
     organization: Optional[str] = dlt.config.value,
     project: Optional[str] = dlt.config.value,
     job_ids: Optional[List[str]] = dlt.config.value,
+    resources: Optional[List[str]] = dlt.config.value,
     page_size: int = DEFAULT_PAGE_SIZE,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
@@ -106,7 +130,7 @@ def openai_fine_tuning(
     max_requests_per_second: Optional[float] = None,
     stats: Optional[RunStats] = None,
 ) -> Sequence[DltResource]:
-    """Fine-tuning jobs and their checkpoints of one OpenAI organization (or compatible server).
+    """The fine-tuning history of one OpenAI organization (or compatible server).
 
     Args:
         api_key: API key; falls back to `OPENAI_API_KEY`.
@@ -114,19 +138,21 @@ def openai_fine_tuning(
         organization: `OpenAI-Organization` header; falls back to `OPENAI_ORG_ID`.
         project: `OpenAI-Project` header; falls back to `OPENAI_PROJECT_ID`.
         job_ids: Only these jobs (each fetched by id); all jobs when empty.
+        resources: The resources selected (all by default): `jobs`, `checkpoints`, `events`
+            (with `step_metrics`), `files`, `results`; `with_resources()` overrides it.
         page_size: Items per list request, 1..100.
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for each response.
         backoff_base: Seconds before the first retry; doubles per retry, minus jitter.
         backoff_max: Cap of the wait between retries.
-        workers: Most requests in flight at once; checkpoints of different jobs are read in
-            parallel by dlt's extract workers (give `pipeline.extract` / `[extract] workers`
-            at least as many). Halved after a 429, grown back as requests succeed.
+        workers: Most requests in flight at once; the per-job resources of different jobs are
+            read in parallel by dlt's extract workers (give `pipeline.extract` / `[extract]
+            workers` at least as many). Halved after a 429, grown back as requests succeed.
         max_requests_per_second: Optional cap of request starts per second.
-        stats: Counts requests and jobs of the run, for a summary.
+        stats: Counts requests, jobs and skipped items of the run, for a summary.
 
     Returns:
-        The `jobs` and `checkpoints` resources, both merged on `id`.
+        The resources `jobs`, `checkpoints`, `events`, `files` and `results`, each merged.
     """
     key = _setting(api_key, ENV_API_KEY)
     if key is None:
@@ -134,8 +160,7 @@ def openai_fine_tuning(
             "No OpenAI API key: set sources.openai_fine_tuning.api_key in .dlt/secrets.toml"
             f" or the {ENV_API_KEY} environment variable"
         )
-    wanted = clean_job_ids(job_ids)
-    api = FineTuningApi(
+    options = ApiOptions(
         api_key=key,
         base_url=_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL,
         organization=_setting(organization, ENV_ORGANIZATION),
@@ -147,50 +172,60 @@ def openai_fine_tuning(
         backoff_max=backoff_max,
         workers=workers,
         max_requests_per_second=max_requests_per_second,
-        stats=stats,
     )
-    api.stats.workers = workers
+    api = FineTuningApi(options, stats)
+    api.stats.workers = options.workers
+    wanted = clean_job_ids(job_ids)
+    chosen = clean_resources(resources)
 
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
-        ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}))
-        first_run = ledger.is_empty()
+        selected = _selected_resources()
+        ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}), RESOURCES)
+        yield JobTask(None, ledger)
         listing = (
-            iter_configured_jobs(api, ledger, wanted) if wanted else iter_listed_jobs(api, ledger)
+            iter_configured_jobs(api, ledger, wanted, selected)
+            if wanted
+            else iter_listed_jobs(api, ledger, selected)
         )
         for job in listing:
             api.stats.count_job()
             yield JobTask(job, ledger)
-        if first_run:
-            yield JobTask(None, ledger)
 
-    @dlt.transformer(
-        data_from=jobs_to_read,
-        name="jobs",
-        write_disposition="merge",
-        primary_key="id",
-        columns=JOB_COLUMNS,
-    )
-    def jobs(task: JobTask) -> Iterator[Dict[str, Any]]:
-        """Every fine-tuning job; a row is written again only when the job changed."""
-        if task.job is None:
-            yield dlt.mark.materialize_table_schema()
-        elif task.ledger.job_changed(task.job):
-            yield job_row(task.job)
+    def read_job(task: JobTask) -> Iterator[Dict[str, Any]]:
+        """A job's row when it changed; a terminal job is then settled for `jobs`."""
+        job, ledger = task.job, task.ledger
+        if ledger.job_changed(job):
+            yield job_row(job, api.endpoint(JOBS_PATH))
+        if job.get("status") in TERMINAL_STATUSES:
+            ledger.settle(job["id"], "jobs")
 
-    @dlt.transformer(
-        data_from=jobs_to_read,
-        name="checkpoints",
-        parallelized=True,  # each job's pages are read in dlt's extract thread pool
-        write_disposition="merge",
-        primary_key="id",
-        columns=CHECKPOINT_COLUMNS,
-    )
-    def checkpoints(task: JobTask) -> Iterator[List[Dict[str, Any]]]:
-        """Every checkpoint of every job, read incrementally per job."""
-        if task.job is None:
-            yield dlt.mark.materialize_table_schema()
-        else:
-            yield from iter_new_checkpoints(api, task.ledger, task.job)
+    def job_list(spec: JobList) -> DltResource:
+        def read_list(task: JobTask) -> Iterator[Any]:
+            job_id = task.job["id"]
+            endpoint = api.endpoint(f"{JOBS_PATH}/{job_id}/{spec.path}")
+            for items in iter_new_items(api, task.ledger, task.job, spec):
+                yield from spec.dlt_items(items, job_id, endpoint, api.stats)
 
-    return jobs, checkpoints
+        return _per_job(
+            spec.name, jobs_to_read, read_list, spec.columns, markers=spec.table_markers
+        )
+
+    all_resources = [
+        # the job row is cheap and needs no request: no thread pool for it
+        _per_job("jobs", jobs_to_read, read_job, JOB_COLUMNS, parallelized=False),
+        *(job_list(spec) for spec in JOB_LISTS),
+        _per_job(
+            "files", jobs_to_read, lambda t: iter_file_rows(api, t.ledger, t.job), FILE_COLUMNS
+        ),
+        _per_job(
+            "results",
+            jobs_to_read,
+            lambda t: iter_result_rows(api, t.ledger, t.job),
+            RESULT_ROW_COLUMNS,
+            primary_key=("file_id", "step"),
+        ),
+    ]
+    for resource in all_resources:
+        resource.selected = resource.name in chosen
+    return all_resources

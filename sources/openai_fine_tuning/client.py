@@ -17,18 +17,11 @@ from .errors import (
     JobNotFoundError,
     UpstreamError,
 )
-from .options import check_client_options
+from .options import ApiOptions
 from .paginator import OpenAICursorPaginator
 from .responses import api_message, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
-from .settings import (
-    DEFAULT_BACKOFF_BASE,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WORKERS,
-    JOBS_PATH,
-)
+from .settings import FILES_PATH, JOBS_PATH
 from .stats import RunStats
 from .throttle import RequestGate
 
@@ -91,71 +84,41 @@ def parse_json(response: requests.Response) -> Any:
 
 
 class FineTuningApi:
-    """The fine-tuning endpoints of one OpenAI-compatible server.
+    """The fine-tuning and file endpoints of one OpenAI-compatible server.
 
     Args:
-        api_key: Bearer token.
-        base_url: e.g. `https://api.openai.com/v1`.
-        organization: Sent as `OpenAI-Organization` when set.
-        project: Sent as `OpenAI-Project` when set.
-        page_size: `limit` of every list request (1..100).
-        max_attempts: Attempts per request, retries included.
-        request_timeout: Seconds to wait for a response.
-        backoff_base: First retry wait in seconds (doubles per retry).
-        backoff_max: Cap of the retry wait.
-        workers: Most requests in flight at once (and keep-alive connections kept); lowered
-            after 429s, raised again as requests succeed.
-        max_requests_per_second: Cap of request starts per second; None for no cap.
+        options: Where the API is, how to authenticate, how to page and retry.
         stats: Where requests are counted.
+
+    Raises:
+        ConfigurationError: for a base URL that is not http(s)://host/...
     """
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        organization: Optional[str] = None,
-        project: Optional[str] = None,
-        page_size: int = 100,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        backoff_base: float = DEFAULT_BACKOFF_BASE,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        workers: int = DEFAULT_WORKERS,
-        max_requests_per_second: Optional[float] = None,
-        stats: Optional[RunStats] = None,
-    ) -> None:
-        check_client_options(
-            page_size,
-            max_attempts,
-            request_timeout,
-            backoff_base,
-            backoff_max,
-            workers,
-            max_requests_per_second,
-        )
-        parts = urlsplit(base_url)
+    def __init__(self, options: ApiOptions, stats: Optional[RunStats] = None) -> None:
+        parts = urlsplit(options.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(
-                f"Invalid base URL {redact_url(base_url)!r}: expected http(s)://host[:port]/path"
-                " (sources.openai_fine_tuning.base_url or OPENAI_BASE_URL)"
+                f"Invalid base URL {redact_url(options.base_url)!r}: expected"
+                " http(s)://host[:port]/path (sources.openai_fine_tuning.base_url or"
+                " OPENAI_BASE_URL)"
             )
-        self.base_url = base_url.rstrip("/")
-        self.page_size = page_size
+        self.options = options
+        self.base_url = options.base_url.rstrip("/")
         self.stats = stats if stats is not None else RunStats()
-        self.policy = RetryPolicy(max_attempts, backoff_base, backoff_max)
-        self.gate = RequestGate(workers, max_requests_per_second)
+        self.policy = RetryPolicy(options.max_attempts, options.backoff_base, options.backoff_max)
+        self.gate = RequestGate(options.workers, options.max_requests_per_second)
         headers = {"User-Agent": USER_AGENT}
-        if organization:
-            headers["OpenAI-Organization"] = organization
-        if project:
-            headers["OpenAI-Project"] = project
+        if options.organization:
+            headers["OpenAI-Organization"] = options.organization
+        if options.project:
+            headers["OpenAI-Project"] = options.project
         self._rest = OpenAIRestClient(
             base_url=self.base_url,
             headers=headers,
-            auth=BearerTokenAuth(api_key),
+            auth=BearerTokenAuth(options.api_key),
             paginator=OpenAICursorPaginator(),
             data_selector="data",
-            session=RetryingSession(self.policy, request_timeout, self.gate),
+            session=RetryingSession(self.policy, options.request_timeout, self.gate),
         )
         self._hooks = {"response": [self._on_response]}
 
@@ -171,13 +134,9 @@ class FineTuningApi:
 
     def iter_pages(self, path: str) -> Iterator[List[Dict[str, Any]]]:
         """Pages of a list endpoint, newest first; stop consuming to stop requesting."""
-        return self._rest.paginate(path, params={"limit": self.page_size}, hooks=dict(self._hooks))
-
-    def iter_job_pages(self) -> Iterator[List[Dict[str, Any]]]:
-        return self.iter_pages(JOBS_PATH)
-
-    def iter_checkpoint_pages(self, job_id: str) -> Iterator[List[Dict[str, Any]]]:
-        return self.iter_pages(f"{JOBS_PATH}/{quote(job_id, safe='')}/checkpoints")
+        return self._rest.paginate(
+            path, params={"limit": self.options.page_size}, hooks=dict(self._hooks)
+        )
 
     def get_job(self, job_id: str) -> Dict[str, Any]:
         """One job; `JobNotFoundError` naming it when the API does not know it."""
@@ -194,3 +153,29 @@ class FineTuningApi:
         if not isinstance(body, dict) or body.get("id") != job_id:
             raise UpstreamError(f"{endpoint_of(response)} answered no job {job_id!r}")
         return body
+
+    def get_file(self, file_id: str) -> Optional[Dict[str, Any]]:
+        """A file's metadata; None when the file was deleted or expired (404)."""
+        response = self._get_or_none(f"{FILES_PATH}/{quote(file_id, safe='')}")
+        if response is None:
+            return None
+        body = parse_json(response)
+        if not isinstance(body, dict) or body.get("id") != file_id:
+            raise UpstreamError(f"{endpoint_of(response)} answered no file {file_id!r}")
+        return body
+
+    def open_file_content(self, file_id: str) -> Optional[requests.Response]:
+        """The streamed response of a file's content; None when the file is gone (404).
+
+        The caller reads it with `iter_content` and closes it; a connection lost mid-body
+        surfaces there (see `results.download`).
+        """
+        return self._get_or_none(f"{FILES_PATH}/{quote(file_id, safe='')}/content", stream=True)
+
+    def _get_or_none(self, path: str, **kwargs: Any) -> Optional[requests.Response]:
+        try:
+            return self._rest.get(path, hooks=self._hooks, **kwargs)
+        except UpstreamError as error:
+            if error.status == 404:
+                return None
+            raise

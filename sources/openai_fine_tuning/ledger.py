@@ -1,18 +1,27 @@
-"""Per-job incremental state, kept in the dlt source state and committed with each load package.
+"""Per-job, per-resource incremental state, kept in the dlt source state and committed with
+each load package (so a run that fails before its load advances nothing).
 
-Layout of `source_state()["jobs_ledger"]`:
+Layout of `source_state()["jobs_ledger"]` (version 2):
 
-- `settled`: ids of jobs whose status was terminal when read and whose checkpoints were
-  read after that. They are never requested again.
-- `open`: every other known job: `{"created_at", "fingerprint", "cursor_at", "cursor_ids"}`.
-  `cursor_at` is the newest checkpoint `created_at` loaded for that job and `cursor_ids`
-  the ids loaded at that second (several checkpoints can share one second).
-- `listed_through`: the newest job `created_at` seen by a job listing. A later listing
-  can stop once it has passed it and seen every open job.
+- `open`: every known job some resource is not finished with:
+  `{job_id: {"settled": [resources], <resource>: <that resource's progress>}}`.
+  Progress is `{"fingerprint"}` for `jobs`, `{"cursor_at", "cursor_ids"}` for a per-job list
+  (the newest `created_at` loaded and the ids loaded at that second: several items can share
+  one), `{"read": [file ids]}` for `results`.
+- `settled`: `{"<resource>,<resource>,...": [job ids]}`: jobs every named resource has read
+  after the job became terminal. A job moves here once all resources are settled for it, so
+  the state of a large organization stays one id per finished job. A resource added later is
+  not in the key, so it still reads those jobs.
+- `files`: `{"read": [ids], "missing": [ids]}`: files whose metadata was loaded or answered
+  404. A file is requested once, ever (jobs share training files).
+- `listed_through`: the newest job `created_at` a listing saw: a later listing can stop once
+  it has passed it and seen every job some selected resource still needs.
+- `started`: resources that ran at least once (their tables were created).
 
-A cursor per job (rather than one for all jobs, as a transformer's `dlt.sources.incremental`
-keeps) is what lets a late checkpoint of one job, older than checkpoints loaded from other
-jobs, still be loaded.
+A job is skipped only by the resources settled for it: running `checkpoints` alone never
+hides a job from `jobs` or `events` later. A cursor per job (rather than one for all, as a
+transformer's `dlt.sources.incremental` keeps) lets a late item of one job, older than items
+loaded from other jobs, still be loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +29,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+VERSION = 2
+# State written before per-resource settling (jobs and checkpoints only): its settled jobs
+# are settled for `checkpoints` only, so `jobs` writes their final row once more after an
+# upgrade (a checkpoints-only run used to settle jobs the `jobs` table never got).
+_V1_SETTLED = ("checkpoints",)
 
 
 def fingerprint(record: Dict[str, Any]) -> str:
@@ -29,80 +44,200 @@ def fingerprint(record: Dict[str, Any]) -> str:
     return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
 
 
+def _migrate(state: Dict[str, Any]) -> None:
+    """Upgrades version-1 state (`settled` a list, flat open entries) in place."""
+    if state.get("version") == VERSION or not state:
+        state["version"] = VERSION
+        return
+    settled = state.get("settled") or []
+    state["settled"] = {",".join(_V1_SETTLED): list(settled)} if settled else {}
+    state["open"] = {
+        job_id: {
+            "settled": [],
+            "jobs": {"fingerprint": entry.get("fingerprint")},
+            "checkpoints": {
+                "cursor_at": entry.get("cursor_at"),
+                "cursor_ids": list(entry.get("cursor_ids", [])),
+            },
+        }
+        for job_id, entry in (state.get("open") or {}).items()
+    }
+    state["version"] = VERSION
+
+
 class JobLedger:
-    """What has been loaded per job. Safe to update from extraction worker threads.
+    """What has been loaded, per job and per resource. Safe across extraction threads.
 
     Args:
         state: The dict kept in dlt state; the ledger reads and writes it in place.
+        resources: Every resource of the source (not only the selected ones).
     """
 
-    def __init__(self, state: Dict[str, Any]) -> None:
+    def __init__(self, state: Dict[str, Any], resources: Sequence[str]) -> None:
+        _migrate(state)
         self._state = state
         self._lock = threading.Lock()
+        self._all = frozenset(resources)
+        self._all_key = ",".join(sorted(resources))
         self._open: Dict[str, Dict[str, Any]] = state.setdefault("open", {})
-        settled: List[str] = state.setdefault("settled", [])
-        self._settled_list = settled
-        self._settled: Set[str] = set(settled)
+        self._groups: Dict[str, List[str]] = state.setdefault("settled", {})
+        self._group_of: Dict[str, str] = {
+            job_id: key for key, ids in self._groups.items() for job_id in ids
+        }
+        files = state.setdefault("files", {"read": [], "missing": []})
+        self._files_read: List[str] = files.setdefault("read", [])
+        self._files_missing: List[str] = files.setdefault("missing", [])
+        self._files_done = set(self._files_read) | set(self._files_missing)
+        self._files_claimed: Set[str] = set()
+        self._started: List[str] = state.setdefault("started", [])
+
+    # ---- jobs and their settled resources -------------------------------------------------
 
     def is_empty(self) -> bool:
         """True before the first run (and after a full refresh): nothing recorded yet."""
         with self._lock:
-            return not (self._open or self._settled or "listed_through" in self._state)
+            return not (self._open or self._group_of or "listed_through" in self._state)
 
     @property
     def listed_through(self) -> Optional[int]:
         return self._state.get("listed_through")
 
-    def is_settled(self, job_id: str) -> bool:
-        return job_id in self._settled
+    def _settled_for(self, job_id: str) -> FrozenSet[str]:
+        key = self._group_of.get(job_id)
+        if key is not None:
+            return frozenset(key.split(","))
+        entry = self._open.get(job_id)
+        return frozenset(entry["settled"]) if entry else frozenset()
 
-    def open_ids(self) -> Set[str]:
+    def is_settled(self, job_id: str, resource: str) -> bool:
         with self._lock:
-            return set(self._open)
+            return resource in self._settled_for(job_id)
+
+    def needs(self, job_id: str, resources: Iterable[str]) -> bool:
+        """True when one of `resources` is not settled for the job (or the job is new)."""
+        with self._lock:
+            settled = self._settled_for(job_id)
+        return any(resource not in settled for resource in resources)
+
+    def open_ids(self, resources: Iterable[str]) -> Set[str]:
+        """Known jobs that one of `resources` is not settled for."""
+        wanted = set(resources)
+        with self._lock:
+            ids = {job_id for job_id, e in self._open.items() if wanted - set(e["settled"])}
+            for key, members in self._groups.items():
+                if wanted - set(key.split(",")):
+                    ids.update(members)
+            return ids
 
     def _entry(self, job_id: str) -> Dict[str, Any]:
-        return self._open.setdefault(job_id, {"cursor_at": None, "cursor_ids": []})
+        """The job's open entry; created for a new job, re-opened for a job settled only for
+        resources that existed back then. Call with the lock held."""
+        entry = self._open.get(job_id)
+        if entry is None:
+            key = self._group_of.pop(job_id, None)
+            settled = key.split(",") if key else []
+            if key:
+                self._groups[key].remove(job_id)
+                if not self._groups[key]:
+                    del self._groups[key]
+            entry = self._open[job_id] = {"settled": settled}
+        return entry
 
-    def job_changed(self, job: Dict[str, Any]) -> bool:
-        """True (and remembered) when the job differs from the last version loaded."""
-        digest = fingerprint(job)
+    def register(self, job_id: str) -> None:
+        """A listing saw the job: it is known from now on, open for every unsettled resource."""
         with self._lock:
-            if job["id"] in self._settled:
-                # settled earlier in this same run (resources run in any order): its final
-                # version is new, and never read again after this
-                return True
-            entry = self._entry(job["id"])
-            entry["created_at"] = job["created_at"]
-            if entry.get("fingerprint") == digest:
-                return False
-            entry["fingerprint"] = digest
-            return True
+            self._entry(job_id)
 
-    def cursor(self, job_id: str) -> Tuple[Optional[int], Set[str]]:
-        """(newest checkpoint `created_at` loaded, ids loaded at that second)."""
-        with self._lock:
-            entry = self._open.get(job_id, {})
-            return entry.get("cursor_at"), set(entry.get("cursor_ids", ()))
-
-    def advance(self, job_id: str, cursor_at: Optional[int], cursor_ids: Iterable[str]) -> None:
+    def settle(self, job_id: str, resource: str) -> None:
+        """The resource read the job after it became terminal: never read it again."""
         with self._lock:
             entry = self._entry(job_id)
-            entry["cursor_at"] = cursor_at
-            entry["cursor_ids"] = sorted(cursor_ids)
-
-    def settle(self, job_id: str) -> None:
-        """The job is final and fully read: drop its cursor, never request it again."""
-        with self._lock:
-            self._open.pop(job_id, None)
-            if job_id not in self._settled:
-                self._settled.add(job_id)
-                self._settled_list.append(job_id)
+            entry.pop(resource, None)
+            if resource not in entry["settled"]:
+                entry["settled"].append(resource)
+            if self._all <= set(entry["settled"]):
+                del self._open[job_id]
+                self._groups.setdefault(self._all_key, []).append(job_id)
+                self._group_of[job_id] = self._all_key
 
     def finish_listing(self, newest_created_at: Optional[int], vanished: Iterable[str]) -> None:
-        """Records a job listing: how far it saw, and open jobs no longer listed at all."""
+        """Records a job listing: how far it saw, and known jobs no longer listed at all."""
         with self._lock:
             if newest_created_at is not None:
                 previous = self._state.get("listed_through")
                 self._state["listed_through"] = max(previous or 0, newest_created_at)
             for job_id in vanished:
-                self._open.pop(job_id, None)
+                self._entry(job_id)
+                del self._open[job_id]
+
+    # ---- per-resource progress -----------------------------------------------------------
+
+    def job_changed(self, job: Dict[str, Any]) -> bool:
+        """True (and remembered) when the job differs from the last version loaded."""
+        digest = fingerprint(job)
+        with self._lock:
+            progress = self._entry(job["id"]).setdefault("jobs", {})
+            if progress.get("fingerprint") == digest:
+                return False
+            progress["fingerprint"] = digest
+            return True
+
+    def cursor(self, job_id: str, resource: str) -> Tuple[Optional[int], Set[str]]:
+        """(newest `created_at` loaded of the job's list, ids loaded at that second)."""
+        with self._lock:
+            progress = self._open.get(job_id, {}).get(resource, {})
+            return progress.get("cursor_at"), set(progress.get("cursor_ids", ()))
+
+    def advance(
+        self, job_id: str, resource: str, cursor_at: Optional[int], cursor_ids: Iterable[str]
+    ) -> None:
+        with self._lock:
+            self._entry(job_id)[resource] = {
+                "cursor_at": cursor_at,
+                "cursor_ids": sorted(cursor_ids),
+            }
+
+    def results_read(self, job_id: str) -> Set[str]:
+        """Results files of the job already loaded (or gone)."""
+        with self._lock:
+            return set(self._open.get(job_id, {}).get("results", {}).get("read", ()))
+
+    def result_read(self, job_id: str, file_id: str) -> None:
+        with self._lock:
+            read = self._entry(job_id).setdefault("results", {}).setdefault("read", [])
+            if file_id not in read:
+                read.append(file_id)
+
+    # ---- files (shared across jobs) ------------------------------------------------------
+
+    def claim_file(self, file_id: str) -> bool:
+        """True once per file, ever: the caller requests it. Later calls, from this run or
+        any run after its load, answer False."""
+        with self._lock:
+            if file_id in self._files_done or file_id in self._files_claimed:
+                return False
+            self._files_claimed.add(file_id)
+            return True
+
+    def file_done(self, file_id: str, missing: bool = False) -> None:
+        """The file's metadata was loaded, or it answered 404 (`missing`)."""
+        with self._lock:
+            if file_id not in self._files_done:
+                self._files_done.add(file_id)
+                (self._files_missing if missing else self._files_read).append(file_id)
+
+    @property
+    def missing_files(self) -> List[str]:
+        with self._lock:
+            return list(self._files_missing)
+
+    # ---- tables ----------------------------------------------------------------------------
+
+    def is_started(self, resource: str) -> bool:
+        with self._lock:
+            return resource in self._started
+
+    def mark_started(self, resource: str) -> None:
+        with self._lock:
+            if resource not in self._started:
+                self._started.append(resource)

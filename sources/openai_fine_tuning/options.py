@@ -1,44 +1,84 @@
-"""Checks of the source's numeric and list options: one clear error naming the option."""
+"""The source's options as one typed, checked object, and the checks of its list options."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
 from .errors import ConfigurationError
-from .settings import MAX_PAGE_SIZE, MAX_WORKERS
+from .settings import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WORKERS,
+    MAX_PAGE_SIZE,
+    MAX_WORKERS,
+    RESOURCES,
+)
 
 
-def check_client_options(
-    page_size: int,
-    max_attempts: int,
-    request_timeout: float,
-    backoff_base: float,
-    backoff_max: float,
-    workers: int,
-    max_requests_per_second: Optional[float],
-) -> None:
-    """Raises `ConfigurationError` naming the first option out of range."""
-    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ConfigurationError(
-            f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size!r}"
-            " (sources.openai_fine_tuning.page_size)"
-        )
-    if max_attempts < 1:
-        raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
-    if request_timeout <= 0:
-        raise ConfigurationError(f"request_timeout must be positive, got {request_timeout!r}")
-    if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ConfigurationError(
-            f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}"
-            " (sources.openai_fine_tuning.workers)"
-        )
-    if max_requests_per_second is not None and max_requests_per_second <= 0:
-        raise ConfigurationError(
-            f"max_requests_per_second must be positive, got {max_requests_per_second!r}"
-        )
-    if not 0 <= backoff_base <= backoff_max:
-        raise ConfigurationError(
-            f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
-            f" got {backoff_base!r} and {backoff_max!r}"
-        )
+@dataclass(frozen=True)
+class ApiOptions:
+    """How to reach the API and how hard to try: built once, checked once, passed as one.
+
+    Args:
+        api_key: Bearer token (never shown by `repr`).
+        base_url: API root, e.g. `https://api.openai.com/v1`.
+        organization: Sent as `OpenAI-Organization` when set.
+        project: Sent as `OpenAI-Project` when set.
+        page_size: `limit` of every list request, 1..100.
+        max_attempts: Attempts per request, retries included.
+        request_timeout: Seconds to wait for each response.
+        backoff_base: Seconds before the first retry; doubles per retry, minus jitter.
+        backoff_max: Cap of the wait between retries.
+        workers: Most requests in flight at once.
+        max_requests_per_second: Cap of request starts per second; None for no cap.
+
+    Raises:
+        ConfigurationError: naming the first option out of range.
+    """
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    organization: Optional[str] = None
+    project: Optional[str] = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_max: float = DEFAULT_BACKOFF_MAX
+    workers: int = DEFAULT_WORKERS
+    max_requests_per_second: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.page_size, bool) or not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(
+                f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {self.page_size!r}"
+                " (sources.openai_fine_tuning.page_size)"
+            )
+        if self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
+        if self.request_timeout <= 0:
+            raise ConfigurationError(
+                f"request_timeout must be positive, got {self.request_timeout!r}"
+            )
+        if isinstance(self.workers, bool) or not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigurationError(
+                f"workers must be between 1 and {MAX_WORKERS}, got {self.workers!r}"
+                " (sources.openai_fine_tuning.workers)"
+            )
+        if self.max_requests_per_second is not None and self.max_requests_per_second <= 0:
+            raise ConfigurationError(
+                f"max_requests_per_second must be positive, got {self.max_requests_per_second!r}"
+            )
+        if not 0 <= self.backoff_base <= self.backoff_max:
+            raise ConfigurationError(
+                f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
+                f" got {self.backoff_base!r} and {self.backoff_max!r}"
+            )
 
 
 def clean_job_ids(job_ids: Union[None, str, Sequence[str]]) -> List[str]:
@@ -48,3 +88,29 @@ def clean_job_ids(job_ids: Union[None, str, Sequence[str]]) -> List[str]:
     if job_ids and not all(isinstance(j, str) and j.strip() for j in job_ids):
         raise ConfigurationError(f"job_ids must be a list of job id strings, got {job_ids!r}")
     return [j.strip() for j in job_ids or ()]
+
+
+def clean_resources(resources: Union[None, str, Sequence[str]]) -> List[str]:
+    """The resources to load, in the source's order; all when none are given.
+
+    Accepts a list or one comma-separated string (`"jobs,events"`, as on the command line).
+    """
+    if resources is None:
+        return list(RESOURCES)
+    names = resources.split(",") if isinstance(resources, str) else list(resources)
+    if not all(isinstance(name, str) for name in names):
+        raise ConfigurationError(
+            f"resources must be a list of resource names, got {resources!r}"
+            " (sources.openai_fine_tuning.resources)"
+        )
+    wanted = {name.strip() for name in names if name.strip()}
+    unknown = sorted(wanted - set(RESOURCES))
+    if unknown or not wanted:
+        hint = (
+            " (step_metrics is loaded with events)"
+            if "step_metrics" in unknown
+            else " (sources.openai_fine_tuning.resources or --resources)"
+        )
+        what = f"Unknown resource {', '.join(map(repr, unknown))}" if unknown else "No resource"
+        raise ConfigurationError(f"{what}: choose from {', '.join(RESOURCES)}{hint}")
+    return [name for name in RESOURCES if name in wanted]

@@ -24,6 +24,9 @@ from .throttle import RequestGate
 RETRY_STATUSES = frozenset({408, 409, 429})
 RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
 MAX_SERVER_DELAY = 60.0  # a server-suggested wait longer than this is ignored, as in the SDK
+# A 429 while other requests get through means "slower", not "no": it does not use up an
+# attempt, up to this many times `max_attempts` tries in all.
+PACED_TRIES_FACTOR = 10
 
 
 def _seconds(value: Optional[str], scale: float = 1.0) -> Optional[float]:
@@ -75,14 +78,16 @@ class RetryPolicy:
             return override == "true"
         return response.status_code in RETRY_STATUSES or response.status_code >= 500
 
+    def server_delay(self, response: requests.Response) -> Optional[float]:
+        """The wait the server asks for (`retry-after-ms`, else `retry-after`), if usable."""
+        asked = _seconds(response.headers.get("retry-after-ms"), scale=0.001)
+        return asked if asked is not None else _seconds(response.headers.get("retry-after"))
+
     def delay(self, retry_number: int, response: Optional[requests.Response] = None) -> float:
         """Seconds to wait before retry number `retry_number` (1 for the first retry)."""
-        if response is not None:
-            asked = _seconds(response.headers.get("retry-after-ms"), scale=0.001)
-            if asked is None:
-                asked = _seconds(response.headers.get("retry-after"))
-            if asked is not None:
-                return asked
+        asked = self.server_delay(response) if response is not None else None
+        if asked is not None:
+            return asked
         backoff = min(self.backoff_base * 2 ** (retry_number - 1), self.backoff_max)
         return backoff * (1 - 0.25 * self._random())
 
@@ -133,31 +138,41 @@ class RetryingSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         endpoint = f"{request.method} {urlsplit(request.url or '').path}"
-        attempt = 0
+        max_attempts = self.policy.max_attempts
+        attempt = tries = 0  # attempts count against max_attempts; tries are all sends
         while True:
             attempt += 1
+            tries += 1
+            successes_before = self.gate.successes
             try:
                 with self.gate:
                     response = super().send(request, **kwargs)
             except RETRY_EXCEPTIONS as error:
-                if attempt >= self.policy.max_attempts:
+                if attempt >= max_attempts:
                     raise UpstreamError(
-                        f"{endpoint} failed after {attempt} attempts: {_reason(error)}"
+                        f"{endpoint} failed after {tries} attempts: {_reason(error)}"
                         f" ({_origin(request.url or '')})"
                     ) from None
                 time.sleep(self.policy.delay(attempt))
                 continue
+            server_delay = None
             if response.status_code == 429:
-                self.gate.rate_limited()
+                server_delay = self.policy.server_delay(response)
+                self.gate.rate_limited(server_delay)
+                paced = self.gate.successes > successes_before
+                if paced and tries < PACED_TRIES_FACTOR * max_attempts:
+                    attempt -= 1
             elif response.status_code < 400:
                 self.gate.succeeded()
             if response.status_code < 400 or not self.policy.should_retry(response):
                 return response
-            if attempt >= self.policy.max_attempts:
+            if attempt >= max_attempts:
                 raise UpstreamError(
-                    f"{endpoint} failed after {attempt} attempts: last answer"
+                    f"{endpoint} failed after {tries} attempts: last answer"
                     f" {response.status_code} {api_message(response)}",
                     status=response.status_code,
                 )
             response.close()
-            time.sleep(self.policy.delay(attempt, response))
+            if server_delay is None or response.status_code != 429:
+                time.sleep(self.policy.delay(attempt, response))
+            # else: the gate holds every request start until the server's time

@@ -11,12 +11,22 @@ ENV_PROJECT = "OPENAI_PROJECT_ID"
 CONFIG_SECTION = "sources.openai_fine_tuning"
 
 JOBS_PATH = "fine_tuning/jobs"
+FILES_PATH = "files"
 MAX_PAGE_SIZE = 100  # the API answers 400 above it
 DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
 
 # A job in one of these states writes no more checkpoints. Any other status, including ones
 # the API adds later (e.g. `paused`), is treated as still moving.
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+# What the source loads, in this order; each name is a dlt resource (and a table of that name).
+# `events` also fills `step_metrics` from the same pages.
+RESOURCES = ("jobs", "checkpoints", "events", "files", "results")
+
+# Unix seconds outside this range are a unit error (milliseconds, say), not a date: the item is
+# refused with its name and field rather than loaded as year 57000.
+MIN_UNIX_SECONDS = 0
+MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01
 
 # Retries (see retry.py for which answers are retried)
 DEFAULT_MAX_ATTEMPTS = 5
@@ -42,6 +52,13 @@ JOB_TEXT_FIELDS = (
     "validation_file",
     "object",
 )
+# Fields of a file that name other files of the job, loaded into `files`.
+JOB_FILE_FIELDS = ("training_file", "validation_file", "result_files")
+FILE_TIMESTAMP_FIELDS = ("created_at", "expires_at")
+# Columns every results CSV is expected to have (others are loaded too, as DOUBLE).
+RESULT_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+RESULT_BATCH_ROWS = 5_000  # rows per item handed to dlt while streaming a results file
+
 CHECKPOINT_METRICS = (
     "step",
     "train_loss",

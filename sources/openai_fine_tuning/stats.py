@@ -1,12 +1,31 @@
 """Counters of one run, for the summary a user sees (never stored in state or the destination)."""
 
+from __future__ import annotations
+
 import threading
-from typing import Optional
+from collections import Counter
+from dataclasses import dataclass
+from typing import List, Optional
+
+
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A results file that could not be loaded on this run; it is tried again next run."""
+
+    file_id: str
+    job_id: str
+    reason: str
+
+    def line(self) -> str:
+        return (
+            f"results file {self.file_id!r} of job {self.job_id!r} not loaded: {self.reason};"
+            " it is tried again next run"
+        )
 
 
 class RunStats:
-    """Requests sent (retries included), jobs read, and the lowest concurrency the rate limits
-    left, on one run; safe across worker threads."""
+    """Requests sent (retries included), jobs read, what was skipped and why, and the lowest
+    concurrency the rate limits left, on one run; safe across worker threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -15,6 +34,9 @@ class RunStats:
         self.lowest_concurrency: Optional[int] = None
         # the resolved `workers` setting, so the caller sizes dlt's extract pool to match
         self.workers: Optional[int] = None
+        self.missing_files: List[str] = []
+        self.skipped: Counter[str] = Counter()  # table -> items that could not make a row
+        self.unreadable_files: List[UnreadableFile] = []
 
     def count_request(self, concurrency: Optional[int] = None) -> None:
         with self._lock:
@@ -25,3 +47,16 @@ class RunStats:
     def count_job(self) -> None:
         with self._lock:
             self.jobs_seen += 1
+
+    def count_missing_file(self, file_id: str) -> None:
+        with self._lock:
+            if file_id not in self.missing_files:  # its metadata and content may both 404
+                self.missing_files.append(file_id)
+
+    def count_skipped(self, table: str) -> None:
+        with self._lock:
+            self.skipped[table] += 1
+
+    def count_unreadable(self, problem: UnreadableFile) -> None:
+        with self._lock:
+            self.unreadable_files.append(problem)

@@ -12,7 +12,10 @@ class RequestGate:
 
     The limit starts at `max_concurrency`. A 429 halves it (at most once per `cooldown`
     seconds, so one burst of 429s counts once); each success adds `1 / limit`, about one more
-    slot per window of successes. An optional `max_requests_per_second` spaces request starts.
+    slot per window of successes. A 429 that says when to come back (`retry-after-ms`)
+    pauses every request start until then: the server's budget is shared, so the other
+    workers would only collect 429s of their own. An optional `max_requests_per_second`
+    spaces request starts.
 
     Args:
         max_concurrency: Upper bound of requests in flight (the worker count).
@@ -36,6 +39,8 @@ class RequestGate:
         self.in_flight = 0
         self._interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
         self._next_start = 0.0
+        self._paused_until = 0.0
+        self.successes = 0  # answers below 400 so far: tells a paced client from a refused one
         self._cooldown = cooldown
         self._last_decrease = float("-inf")
         self._clock = clock
@@ -47,7 +52,7 @@ class RequestGate:
             while self.in_flight >= int(self.limit):
                 self._condition.wait()
             self.in_flight += 1
-            start_at = max(self._clock(), self._next_start)
+            start_at = max(self._clock(), self._next_start, self._paused_until)
             self._next_start = start_at + self._interval
         delay = start_at - self._clock()
         if delay > 0:
@@ -59,10 +64,13 @@ class RequestGate:
             self.in_flight -= 1
             self._condition.notify_all()
 
-    def rate_limited(self) -> None:
-        """A 429 came back: halve the limit (not below 1)."""
+    def rate_limited(self, retry_after: Optional[float] = None) -> None:
+        """A 429 came back: halve the limit (not below 1); with the server's `retry_after`
+        (seconds), start no request before then."""
         with self._condition:
             now = self._clock()
+            if retry_after is not None:
+                self._paused_until = max(self._paused_until, now + retry_after)
             if now - self._last_decrease >= self._cooldown:
                 self._last_decrease = now
                 self.limit = max(1.0, self.limit / 2)
@@ -71,6 +79,7 @@ class RequestGate:
     def succeeded(self) -> None:
         """An answer came back fine: grow the limit by 1/limit, up to the maximum."""
         with self._condition:
+            self.successes += 1
             if self.limit < self.max_concurrency:
                 self.limit = min(float(self.max_concurrency), self.limit + 1.0 / self.limit)
                 self._condition.notify_all()
