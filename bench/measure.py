@@ -24,7 +24,11 @@ from requests.adapters import HTTPAdapter
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The largest resident set of this process or of any child it waited for (dlt's
+    normalize workers are processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
 
 
 def _duckdb_pipeline(name: str, workdir: str) -> dlt.Pipeline:

@@ -32,6 +32,7 @@ PIPELINE_NAME = "openai_fine_tuning"
 DATASET_NAME = "openai_fine_tuning"
 DUCKDB_PATH = "openai_ft.duckdb"
 DUCKDB_MEMORY_LIMIT = "128MB"
+NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
@@ -193,16 +194,18 @@ def load(
         # would load them and skip extraction: finish them first, then extract as usual.
         recovered = finish_interrupted_run(pipeline)
         # extract, normalize, load as run() does, but with dlt's extract pool sized to our
-        # workers: each job's checkpoint pages are read in that pool
+        # workers (each job's pages are read in that pool, and enough jobs are queued to keep
+        # every request slot busy), and normalize spread over the cores: events, step metrics
+        # and results are files of their own (bench/RESULTS.md)
         workers = stats.workers or DEFAULT_WORKERS
         pipeline.extract(
             source,
             refresh="drop_sources" if full_refresh else None,
             workers=workers,
-            max_parallel_items=2 * workers,
+            max_parallel_items=4 * workers,
             loader_file_format=fastest_file_format(pipeline),
         )
-        pipeline.normalize()
+        pipeline.normalize(workers=NORMALIZE_WORKERS)
         info = pipeline.load()
     normalize_info = pipeline.last_trace.last_normalize_info
     counts = dict(normalize_info.row_counts) if normalize_info else {}

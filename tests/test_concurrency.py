@@ -87,6 +87,46 @@ def test_gate_halves_on_429_once_per_burst_and_grows_back():
     assert gate.limit == 8  # capped at the worker count
 
 
+def test_a_429_with_retry_after_pauses_every_start_until_then():
+    clock = FakeClock()
+    gate = RequestGate(4, clock=clock, sleep=clock.sleep)
+    gate.rate_limited(retry_after=0.25)
+    starts = []
+    for _ in range(2):
+        with gate:
+            starts.append(round(clock.now - 100.0, 6))
+    assert starts == [0.25, 0.25]  # held once, then free again
+    gate.rate_limited()  # no server time: only the concurrency halves
+    with gate:
+        assert round(clock.now - 100.0, 6) == 0.25
+
+
+def test_a_server_that_rate_limits_never_fails_the_run_and_the_load_is_exact(tmp_path):
+    """A token bucket of 25 requests/s (bursts of 2), 8 workers asking for more: 429s with
+    retry-after-ms slow the run down, none uses up a request's attempts, every table is exact."""
+    world = FineTuningWorld(seed=4, jobs=10, max_steps=40, big_job_steps=None)
+    with SandboxServer(
+        world, api_key=API_KEY, latency=0.005, rate_limit=25, rate_burst=2
+    ) as sandbox:
+        loader = Loader(sandbox, tmp_path)
+        summary = loader.run(workers=8, max_attempts=2)  # few attempts: a 429 must not count
+        assert sandbox.stats.snapshot()["rate_limited"] > 0  # the limit was hit
+        assert_history_equal_truth(loader, world)
+        admitted = sandbox.stats.total - sandbox.stats.snapshot()["rate_limited"]
+        assert admitted == sum(first_load_routes(world).values())
+        assert summary.requests == sandbox.stats.total
+
+
+def test_a_server_that_refuses_everything_still_ends_the_run(cli, sandbox):
+    sandbox.faults = FaultPlan(rate=1.0, kinds=["429_retry_after_ms"], retry_after_ms="1")
+    code, _, err = cli(env={"SOURCES__OPENAI_FINE_TUNING__MAX_ATTEMPTS": "3"})
+    assert code == 4
+    assert err == (
+        "openai-ft: error: GET /v1/fine_tuning/jobs failed after 3 attempts: last answer 429"
+        " Rate limit reached for requests."
+    )
+
+
 def test_gate_spaces_request_starts_by_the_rate_cap():
     clock = FakeClock()
     gate = RequestGate(4, max_requests_per_second=10, clock=clock, sleep=clock.sleep)

@@ -70,13 +70,22 @@ def _setting(value: Optional[str], env_var: str) -> Optional[str]:
     return value.strip() if value and value.strip() else None
 
 
-def _selected_resources() -> List[str]:
-    """The resources this extraction loads: a job is read only if one of them needs it."""
+def _prepare_extraction() -> List[str]:
+    """The resources this extraction loads (a job is read only if one of them needs it),
+    after giving the per-job lists the hints of their derived tables.
+
+    The hints go on the resources of the source being extracted, before any item: dlt's
+    resource clones (the source makes some) do not carry table variants.
+    """
     try:
-        selected = dlt.current.source().selected_resources
+        source = dlt.current.source()
     except CurrentSourceNotAvailable:  # a resource run on its own: assume every one
         return list(RESOURCES)
-    return [name for name in RESOURCES if name in selected]
+    for spec in JOB_LISTS:
+        if spec.name in source.resources:
+            for table in spec.derived:
+                table.register(source.resources[spec.name])
+    return [name for name in RESOURCES if name in source.selected_resources]
 
 
 def _per_job(
@@ -180,7 +189,7 @@ def openai_fine_tuning(
 
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
-        selected = _selected_resources()
+        selected = _prepare_extraction()
         ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}), RESOURCES)
         yield JobTask(None, ledger)
         listing = (

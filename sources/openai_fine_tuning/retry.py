@@ -24,9 +24,11 @@ from .throttle import RequestGate
 RETRY_STATUSES = frozenset({408, 409, 429})
 RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout, ChunkedEncodingError)
 MAX_SERVER_DELAY = 60.0  # a server-suggested wait longer than this is ignored, as in the SDK
-# A 429 while other requests get through means "slower", not "no": it does not use up an
-# attempt, up to this many times `max_attempts` tries in all.
+# A 429 while other requests get through (one did in the last PACED_WINDOW seconds) means
+# "slower", not "no": it does not use up an attempt, up to this many times `max_attempts`
+# tries in all.
 PACED_TRIES_FACTOR = 10
+PACED_WINDOW = 2.0
 
 
 def _seconds(value: Optional[str], scale: float = 1.0) -> Optional[float]:
@@ -143,7 +145,6 @@ class RetryingSession(requests.Session):
         while True:
             attempt += 1
             tries += 1
-            successes_before = self.gate.successes
             try:
                 with self.gate:
                     response = super().send(request, **kwargs)
@@ -159,7 +160,7 @@ class RetryingSession(requests.Session):
             if response.status_code == 429:
                 server_delay = self.policy.server_delay(response)
                 self.gate.rate_limited(server_delay)
-                paced = self.gate.successes > successes_before
+                paced = self.gate.succeeded_within(PACED_WINDOW)
                 if paced and tries < PACED_TRIES_FACTOR * max_attempts:
                     attempt -= 1
             elif response.status_code < 400:

@@ -40,7 +40,7 @@ class RequestGate:
         self._interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
         self._next_start = 0.0
         self._paused_until = 0.0
-        self.successes = 0  # answers below 400 so far: tells a paced client from a refused one
+        self._last_success = float("-inf")
         self._cooldown = cooldown
         self._last_decrease = float("-inf")
         self._clock = clock
@@ -76,10 +76,16 @@ class RequestGate:
                 self.limit = max(1.0, self.limit / 2)
                 self.lowest_limit = min(self.lowest_limit, int(self.limit))
 
+    def succeeded_within(self, seconds: float) -> bool:
+        """True when some request got an answer below 400 in the last `seconds`: a 429 now
+        means "slower", not "no"."""
+        with self._condition:
+            return self._clock() - self._last_success <= seconds
+
     def succeeded(self) -> None:
         """An answer came back fine: grow the limit by 1/limit, up to the maximum."""
         with self._condition:
-            self.successes += 1
+            self._last_success = self._clock()
             if self.limit < self.max_concurrency:
                 self.limit = min(float(self.max_concurrency), self.limit + 1.0 / self.limit)
                 self._condition.notify_all()
