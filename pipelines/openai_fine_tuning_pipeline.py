@@ -21,8 +21,9 @@ from dlt.common.pipeline import LoadInfo
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipelines.guards import check_duckdb_file, run_lock  # noqa: E402
+from pipelines.guards import DestinationError, check_duckdb_file, run_lock  # noqa: E402
 from pipelines.recovery import finish_interrupted_run  # noqa: E402
+from pipelines.views import create_views  # noqa: E402
 from sources.openai_fine_tuning import RunStats, openai_fine_tuning  # noqa: E402
 from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
 from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
@@ -56,6 +57,7 @@ class LoadSummary:
     missing_files: List[str] = field(default_factory=list)
     skipped: Dict[str, int] = field(default_factory=dict)
     unreadable_files: List[UnreadableFile] = field(default_factory=list)
+    views: List[str] = field(default_factory=list)
     info: Optional[LoadInfo] = None
 
     def warnings(self) -> List[str]:
@@ -147,6 +149,17 @@ def fastest_file_format(pipeline: dlt.Pipeline) -> Optional[TLoaderFileFormat]:
     return "parquet" if "parquet" in supported else None
 
 
+def refresh_views(pipeline: dlt.Pipeline) -> List[str]:
+    """(Re)creates the analysis views after a load; their names, none without SQL."""
+    try:
+        return create_views(pipeline)
+    except Exception as error:  # the rows are loaded: say what failed, exit as a destination
+        raise DestinationError(
+            "Loaded, but creating the views (job_summary, best_checkpoints, training_curves)"
+            f" failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        ) from error
+
+
 def describe_destination(pipeline: dlt.Pipeline, duckdb_path: str) -> str:
     if pipeline.destination.destination_name == "duckdb":
         return os.path.abspath(duckdb_path)
@@ -207,6 +220,7 @@ def load(
         )
         pipeline.normalize(workers=NORMALIZE_WORKERS)
         info = pipeline.load()
+        views = refresh_views(pipeline)
     normalize_info = pipeline.last_trace.last_normalize_info
     counts = dict(normalize_info.row_counts) if normalize_info else {}
     rows = {name: counts.get(name, 0) for name in TABLES}
@@ -228,6 +242,7 @@ def load(
         missing_files=list(stats.missing_files),
         skipped=dict(stats.skipped),
         unreadable_files=list(stats.unreadable_files),
+        views=views,
         info=info,
     )
 

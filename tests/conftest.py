@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
@@ -400,6 +402,78 @@ def python_pipeline(tmp_path: Path, name: str, database: str = "ft.duckdb") -> A
         dataset_name=DATASET,
         pipelines_dir=str(tmp_path / "pl"),
     )
+
+
+POSTGRES_ENV = "OPENAI_FT_TEST_POSTGRES"
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    """A PostgreSQL server for tests marked `postgres`: `.ci/run` starts one (and CI fails if
+    it is missing); elsewhere the tests skip with the reason."""
+    dsn = os.environ.get(POSTGRES_ENV)
+    if not dsn:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the PostgreSQL tests: {POSTGRES_ENV} is not set")
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://user:pw@host/db")
+    return dsn
+
+
+@dataclass
+class Target:
+    """A destination the tests load into and query through dlt's SQL client."""
+
+    name: str
+    dataset: str
+    tmp_path: Path
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.tmp_path / "ft.duckdb"
+
+    def load_options(self) -> Dict[str, Any]:
+        return {
+            "destination": self.name,
+            "dataset": self.dataset,
+            "duckdb_path": str(self.duckdb_path),
+            "pipelines_dir": str(self.tmp_path / f"pipelines_{self.name}"),
+        }
+
+    def pipeline(self) -> Any:
+        from pipelines.openai_fine_tuning_pipeline import make_pipeline
+
+        options = self.load_options()
+        return make_pipeline(
+            destination=self.name,
+            duckdb_path=options["duckdb_path"],
+            dataset=self.dataset,
+            pipelines_dir=options["pipelines_dir"],
+        )
+
+    def query(self, sql: str) -> List[Dict[str, Any]]:
+        """Rows as dicts; `{dataset}` in the SQL is the qualified dataset name."""
+        with self.pipeline().sql_client() as client:
+            dataset = client.make_qualified_table_name("x").rsplit(".", 1)[0]
+            with client.execute_query(sql.format(dataset=dataset)) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target(request, tmp_path, monkeypatch):
+    """Each test using it runs on DuckDB and on PostgreSQL."""
+    if request.param == "duckdb":
+        yield Target("duckdb", DATASET, tmp_path)
+        return
+    dsn = request.getfixturevalue("postgres_dsn")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
+    dataset = f"ft_test_{uuid.uuid4().hex[:12]}"
+    yield Target("postgres", dataset, tmp_path)
+    import psycopg2
+
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        for schema in (dataset, f"{dataset}_staging"):
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ ALL = "jobs, checkpoints, events, files, results"
 def _tables(path) -> set:
     with duckdb.connect(str(path), read_only=True) as con:
         rows = con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [DATASET]
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+            " AND table_type = 'BASE TABLE'",
+            [DATASET],
         ).fetchall()
     return {name for (name,) in rows if not name.startswith("_dlt")}
 

@@ -1,0 +1,273 @@
+"""Analysis views over the loaded tables: `job_summary`, `best_checkpoints`, `training_curves`.
+
+Written once, in DuckDB's SQL, and transpiled with sqlglot to the destination's dialect. The
+tables they read can lack columns (a metric no job reported yet) or be missing entirely (a
+resource never selected): each table is read through a projection that puts a typed NULL in
+place of what is missing, so the views always exist and keep one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Mapping, Set, Tuple
+
+import dlt
+import sqlglot
+
+# table -> (column, type) read by the views; absent ones become typed NULLs
+COLUMNS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "jobs": (
+        ("id", "VARCHAR"),
+        ("model", "VARCHAR"),
+        ("method", "JSON"),
+        ("status", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+        ("finished_at", "TIMESTAMPTZ"),
+        ("trained_tokens", "BIGINT"),
+        ("fine_tuned_model", "VARCHAR"),
+    ),
+    "checkpoints": (
+        ("id", "VARCHAR"),
+        ("fine_tuning_job_id", "VARCHAR"),
+        ("step_number", "BIGINT"),
+        ("fine_tuned_model_checkpoint", "VARCHAR"),
+        ("metrics__full_valid_loss", "DOUBLE"),
+        ("metrics__valid_loss", "DOUBLE"),
+        ("metrics__train_loss", "DOUBLE"),
+        ("metrics__valid_reward_mean", "DOUBLE"),
+    ),
+    "step_metrics": (
+        ("id", "VARCHAR"),
+        ("fine_tuning_job_id", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+        ("step", "BIGINT"),
+        ("train_loss", "DOUBLE"),
+        ("train_mean_token_accuracy", "DOUBLE"),
+        ("valid_loss", "DOUBLE"),
+        ("valid_mean_token_accuracy", "DOUBLE"),
+        ("full_valid_loss", "DOUBLE"),
+        ("full_valid_mean_token_accuracy", "DOUBLE"),
+        ("scores__train_reward_mean", "DOUBLE"),
+        ("scores__valid_reward_mean", "DOUBLE"),
+    ),
+    "results": (
+        ("file_id", "VARCHAR"),
+        ("fine_tuning_job_id", "VARCHAR"),
+        ("step", "BIGINT"),
+        ("train_loss", "DOUBLE"),
+        ("train_accuracy", "DOUBLE"),
+        ("valid_loss", "DOUBLE"),
+        ("valid_mean_token_accuracy", "DOUBLE"),
+        ("full_valid_loss", "DOUBLE"),
+        ("full_valid_mean_token_accuracy", "DOUBLE"),
+        ("train_reward_mean", "DOUBLE"),
+        ("valid_reward_mean", "DOUBLE"),
+    ),
+}
+
+# Per job and step: events first, the results CSV where events lack the step or a value.
+TRAINING_CURVES = """
+WITH events_by_step AS (
+    SELECT *, row_number() OVER (
+        PARTITION BY fine_tuning_job_id, step ORDER BY created_at DESC, id DESC) AS pick
+    FROM {step_metrics} AS m
+    WHERE step IS NOT NULL
+), results_by_step AS (
+    SELECT *, row_number() OVER (
+        PARTITION BY fine_tuning_job_id, step ORDER BY file_id DESC) AS pick
+    FROM {results} AS r
+    WHERE step IS NOT NULL
+), e AS (
+    SELECT * FROM events_by_step WHERE pick = 1
+), r AS (
+    SELECT * FROM results_by_step WHERE pick = 1
+)
+SELECT
+    coalesce(e.fine_tuning_job_id, r.fine_tuning_job_id) AS fine_tuning_job_id,
+    coalesce(e.step, r.step) AS step,
+    coalesce(e.train_loss, r.train_loss) AS train_loss,
+    coalesce(e.train_mean_token_accuracy, r.train_accuracy) AS train_mean_token_accuracy,
+    coalesce(e.valid_loss, r.valid_loss) AS valid_loss,
+    coalesce(e.valid_mean_token_accuracy, r.valid_mean_token_accuracy)
+        AS valid_mean_token_accuracy,
+    coalesce(e.full_valid_loss, r.full_valid_loss) AS full_valid_loss,
+    coalesce(e.full_valid_mean_token_accuracy, r.full_valid_mean_token_accuracy)
+        AS full_valid_mean_token_accuracy,
+    coalesce(e.scores__train_reward_mean, r.train_reward_mean) AS train_reward_mean,
+    coalesce(e.scores__valid_reward_mean, r.valid_reward_mean) AS valid_reward_mean,
+    CASE WHEN e.step IS NULL THEN 'results' ELSE 'events' END AS source
+FROM e FULL OUTER JOIN r
+    ON e.fine_tuning_job_id = r.fine_tuning_job_id AND e.step = r.step
+"""
+
+# Per job: the rule comes from the metrics its checkpoints carry, in this order of preference.
+BEST_CHECKPOINTS = """
+WITH checkpoint_metrics AS (
+    SELECT
+        c.*,
+        coalesce(j.method ->> 'type', 'supervised') AS method,
+        max(c.metrics__valid_reward_mean) OVER job_window AS any_reward,
+        max(c.metrics__full_valid_loss) OVER job_window AS any_full_valid,
+        max(c.metrics__valid_loss) OVER job_window AS any_valid,
+        max(c.metrics__train_loss) OVER job_window AS any_train
+    FROM {checkpoints} AS c
+    LEFT JOIN {jobs} AS j ON j.id = c.fine_tuning_job_id
+    WINDOW job_window AS (PARTITION BY c.fine_tuning_job_id)
+), ruled AS (
+    SELECT *,
+        CASE
+            WHEN method = 'reinforcement' AND any_reward IS NOT NULL THEN 'valid_reward_mean'
+            WHEN any_full_valid IS NOT NULL THEN 'full_valid_loss'
+            WHEN any_valid IS NOT NULL THEN 'valid_loss'
+            WHEN any_train IS NOT NULL THEN 'train_loss'
+        END AS rule
+    FROM checkpoint_metrics
+), valued AS (
+    SELECT *,
+        CASE rule
+            WHEN 'valid_reward_mean' THEN metrics__valid_reward_mean
+            WHEN 'full_valid_loss' THEN metrics__full_valid_loss
+            WHEN 'valid_loss' THEN metrics__valid_loss
+            WHEN 'train_loss' THEN metrics__train_loss
+        END AS value
+    FROM ruled
+), ranked AS (
+    SELECT *, row_number() OVER (
+        PARTITION BY fine_tuning_job_id
+        ORDER BY CASE WHEN rule = 'valid_reward_mean' THEN -value ELSE value END,
+                 step_number DESC, id
+    ) AS rank
+    FROM valued
+    WHERE value IS NOT NULL
+)
+SELECT
+    fine_tuning_job_id,
+    id AS checkpoint_id,
+    fine_tuned_model_checkpoint,
+    step_number,
+    rule,
+    value
+FROM ranked
+WHERE rank = 1
+"""
+
+JOB_SUMMARY = """
+WITH curves AS ({training_curves}), best AS ({best_checkpoints}),
+steps AS (
+    SELECT fine_tuning_job_id, max(step) AS steps FROM curves GROUP BY fine_tuning_job_id
+), last_train AS (
+    SELECT fine_tuning_job_id, train_loss, row_number() OVER (
+        PARTITION BY fine_tuning_job_id ORDER BY step DESC) AS pick
+    FROM curves WHERE train_loss IS NOT NULL
+), last_valid AS (
+    SELECT fine_tuning_job_id, valid_loss, row_number() OVER (
+        PARTITION BY fine_tuning_job_id ORDER BY step DESC) AS pick
+    FROM curves WHERE valid_loss IS NOT NULL
+), checkpoint_counts AS (
+    SELECT fine_tuning_job_id, count(*) AS checkpoints
+    FROM {checkpoints} AS c GROUP BY fine_tuning_job_id
+)
+SELECT
+    j.id,
+    j.model,
+    coalesce(j.method ->> 'type', 'supervised') AS method,
+    j.status,
+    j.created_at,
+    j.finished_at,
+    CAST(epoch(j.finished_at) - epoch(j.created_at) AS BIGINT) AS duration_s,
+    j.trained_tokens,
+    j.fine_tuned_model,
+    s.steps,
+    coalesce(k.checkpoints, 0) AS checkpoints,
+    t.train_loss AS final_train_loss,
+    v.valid_loss AS final_valid_loss,
+    b.checkpoint_id AS best_checkpoint_id,
+    b.fine_tuned_model_checkpoint AS best_checkpoint_model,
+    b.rule AS best_metric,
+    b.value AS best_value
+FROM {jobs} AS j
+LEFT JOIN steps AS s ON s.fine_tuning_job_id = j.id
+LEFT JOIN checkpoint_counts AS k ON k.fine_tuning_job_id = j.id
+LEFT JOIN last_train AS t ON t.fine_tuning_job_id = j.id AND t.pick = 1
+LEFT JOIN last_valid AS v ON v.fine_tuning_job_id = j.id AND v.pick = 1
+LEFT JOIN best AS b ON b.fine_tuning_job_id = j.id
+"""
+
+VIEWS = ("training_curves", "best_checkpoints", "job_summary")
+
+
+def _projection(table: str, qualified: str, present: Set[str]) -> str:
+    """The table's view columns, a typed NULL for each one it lacks; no rows if it is absent."""
+    columns = [
+        name if name in present else f"CAST(NULL AS {kind}) AS {name}"
+        for name, kind in COLUMNS[table]
+    ]
+    source = f"FROM {qualified}" if present else "WHERE 1 = 0"
+    return f"(SELECT {', '.join(columns)} {source})"
+
+
+def view_queries(
+    tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str]
+) -> Dict[str, str]:
+    """The SELECT of every view, in DuckDB's dialect.
+
+    Args:
+        tables: Column names per table as the destination has them (absent tables left out).
+        qualify: Table name to its qualified name in the destination.
+    """
+    sources = {
+        table: _projection(table, qualify[table], set(tables.get(table, ())))
+        for table in COLUMNS
+    }
+    curves = TRAINING_CURVES.format(**sources)
+    best = BEST_CHECKPOINTS.format(**sources)
+    summary = JOB_SUMMARY.format(training_curves=curves, best_checkpoints=best, **sources)
+    return {"training_curves": curves, "best_checkpoints": best, "job_summary": summary}
+
+
+def view_statements(
+    tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str], dialect: str
+) -> List[str]:
+    """DROP and CREATE statements of every view, in the destination's dialect."""
+    statements = []
+    for name, query in view_queries(tables, qualify).items():
+        view = qualify[name]
+        statements.append(f"DROP VIEW IF EXISTS {view}")
+        create = f"CREATE VIEW {view} AS {query}"
+        if dialect != "duckdb":  # written in DuckDB's dialect
+            create = sqlglot.transpile(create, read="duckdb", write=dialect)[0]
+        statements.append(create)
+    return statements
+
+
+def create_views(pipeline: dlt.Pipeline) -> List[str]:
+    """(Re)creates the views in the pipeline's dataset; returns their names.
+
+    Nothing happens on destinations without SQL (plain `filesystem`).
+    """
+    if not _has_sql(pipeline):
+        return []
+    with pipeline.sql_client() as client:
+        dialect = client.capabilities.sqlglot_dialect or "duckdb"
+        names = [*COLUMNS, *VIEWS]
+        qualify = {name: client.make_qualified_table_name(name) for name in names}
+        rows = client.execute_sql(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = %s",
+            client.dataset_name,
+        )
+        tables: Dict[str, Set[str]] = {}
+        for table, column in rows or ():
+            tables.setdefault(table, set()).add(column)
+        for statement in view_statements(tables, qualify, dialect):
+            client.execute_sql(statement)
+    return list(VIEWS)
+
+
+def _has_sql(pipeline: dlt.Pipeline) -> bool:
+    from dlt.common.destination.exceptions import SqlClientNotAvailable
+
+    try:
+        with pipeline.sql_client():
+            return True
+    except SqlClientNotAvailable:
+        return False
