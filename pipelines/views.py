@@ -205,9 +205,7 @@ def _projection(table: str, qualified: str, present: Set[str]) -> str:
     return f"(SELECT {', '.join(columns)} {source})"
 
 
-def view_queries(
-    tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str]
-) -> Dict[str, str]:
+def view_queries(tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str]) -> Dict[str, str]:
     """The SELECT of every view, in DuckDB's dialect.
 
     Args:
@@ -215,8 +213,7 @@ def view_queries(
         qualify: Table name to its qualified name in the destination.
     """
     sources = {
-        table: _projection(table, qualify[table], set(tables.get(table, ())))
-        for table in COLUMNS
+        table: _projection(table, qualify[table], set(tables.get(table, ()))) for table in COLUMNS
     }
     curves = TRAINING_CURVES.format(**sources)
     best = BEST_CHECKPOINTS.format(**sources)
