@@ -259,6 +259,25 @@ def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
     return rows
 
 
+def report_row(args: argparse.Namespace, duckdb_path: Path) -> List[str]:
+    """`openai-ft report` over the first load's DuckDB file (all jobs in the table, charts for
+    the 20 most recent): wall time, in a fresh process, and the file's size."""
+    out = duckdb_path.parent / "report.html"
+    command = [sys.executable, "-m", "pipelines.cli", "report", "--duckdb-path", str(duckdb_path)]
+    started = time.perf_counter()
+    subprocess.run([*command, "--out", str(out)], check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    size = out.stat().st_size / 1024 / 1024
+    return [
+        "report",
+        f"openai-ft report, {args.jobs} jobs, 20 charts",
+        _fmt(wall),
+        "0",
+        f"{size:.1f} MB",
+        "",
+    ]
+
+
 def rate_limited(args: argparse.Namespace, root: Path) -> List[List[str]]:
     """A server that admits `--rate-limit` requests per second (token bucket, 429 with
     `retry-after-ms` beyond): the rate a first load sustains, and whether it ends exact."""
@@ -309,6 +328,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="openai-ft-bench-") as tmp:
         root = Path(tmp)
         compared = compare(args, root)
+        compared.append(report_row(args, root / "ours" / "ours.duckdb"))
         stressed = stress(args, root)
         limited = rate_limited(args, root)
     header = ["case", "who", "wall", "requests", "rows", "peak RSS"]

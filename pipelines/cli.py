@@ -10,10 +10,11 @@ import argparse
 import os
 import sys
 import traceback
+from datetime import date
 from typing import Iterable, List, Optional, Sequence
 
 from fake_openai.faults import FAULT_KINDS, ROUTE_KINDS
-from sources.openai_fine_tuning.errors import FineTuningSourceError
+from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 from sources.openai_fine_tuning.settings import RESOURCES
 
 EXIT_UNEXPECTED = 1
@@ -63,10 +64,65 @@ def _parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="if this pipeline is already running, wait for it"
     )
 
+    sql = commands.add_parser(
+        "sql",
+        parents=[common],
+        help="run SQL on the loaded dataset and print the rows",
+        description="Runs a query on the pipeline's destination (DuckDB by default, any dlt SQL"
+        " destination) with the dataset as the default schema: SELECT * FROM job_summary.",
+    )
+    sql.add_argument(
+        "query", nargs="?", default="-", help="the SQL; omit it (or -) to read it from stdin"
+    )
+    sql.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        dest="output",
+        help="output format (default table)",
+    )
+    _add_target_options(sql)
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write a self-contained HTML training report",
+        description="Writes one HTML file (opens offline): the job summary, loss, accuracy and"
+        " reward curves of the most recent jobs, and final validation loss across jobs.",
+    )
+    report.add_argument(
+        "--out", default="openai_ft_report.html", metavar="PATH", help="the HTML file to write"
+    )
+    report.add_argument(
+        "--job",
+        action="append",
+        dest="job_ids",
+        default=[],
+        metavar="ID",
+        help="also chart this job (repeatable)",
+    )
+    report.add_argument(
+        "--since", type=_date, metavar="YYYY-MM-DD", help="only jobs created on or after"
+    )
+    report.add_argument(
+        "--charts",
+        type=int,
+        default=20,
+        metavar="N",
+        help="chart the N most recent jobs with steps (default 20)",
+    )
+    _add_target_options(report)
+
     demo = commands.add_parser(
         "demo", parents=[common], help="load sample data from the bundled sandbox (no key)"
     )
     _add_load_options(demo, duckdb_default="openai_fine_tuning_demo.duckdb")
+    demo.add_argument(
+        "--report",
+        default="openai_fine_tuning_demo_report.html",
+        metavar="PATH",
+        help="where to write the training report",
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed of the sample data")
     demo.add_argument("--jobs", type=int, default=24, help="number of sample jobs")
 
@@ -110,6 +166,20 @@ def _parser() -> argparse.ArgumentParser:
         "--fault-routes", help=f"comma-separated, from: {', '.join(ROUTE_KINDS)} (default all)"
     )
     return parser
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where the loaded data is: the same flags and defaults as `load`."""
+    parser.add_argument("--destination", default="duckdb", help="any dlt SQL destination")
+    parser.add_argument("--duckdb-path", default="openai_ft.duckdb", metavar="PATH")
+    parser.add_argument("--dataset", default="openai_fine_tuning", metavar="NAME")
 
 
 def _add_load_options(parser: argparse.ArgumentParser, duckdb_default: str) -> None:
@@ -182,6 +252,26 @@ def _run(args: argparse.Namespace) -> int:
         from pipelines.demo import run_demo
 
         return run_demo(args)
+    if args.command == "sql":
+        from pipelines.sql_command import render, run_query
+
+        query = sys.stdin.read() if args.query == "-" else args.query
+        names, rows = run_query(query, args.destination, args.duckdb_path, args.dataset)
+        print(render(names, rows, args.output))
+        return 0
+    if args.command == "report":
+        from pipelines.openai_fine_tuning_pipeline import existing_pipeline
+        from pipelines.report import write_report
+
+        if args.charts < 0:
+            raise ConfigurationError(f"--charts must be 0 or more, got {args.charts}")
+        pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
+        result = write_report(pipeline, args.out, args.job_ids, args.since, args.charts)
+        print(
+            f"Report written to {result.path} ({result.jobs} jobs, {result.charts} charts,"
+            f" {result.bytes / 1024:,.0f} KB)"
+        )
+        return 0
     from pipelines.openai_fine_tuning_pipeline import load
 
     options = {}

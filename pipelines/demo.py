@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import argparse
 import os
-
-import duckdb
+import shlex
 
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
-from pipelines.openai_fine_tuning_pipeline import load
-from pipelines.queries import best_checkpoint_sql, loss_curve_sql
+from pipelines.openai_fine_tuning_pipeline import existing_pipeline, load
+from pipelines.report import write_report
+from pipelines.sql_command import render, run_query
 from sources.openai_fine_tuning.errors import ConfigurationError
 
 DEMO_KEY = "sk-sandbox-demo"
+BEST_SQL = """
+SELECT b.fine_tuning_job_id AS job_id, j.model, j.status, b.step_number, b.rule,
+       round(b.value, 4) AS value
+FROM best_checkpoints AS b JOIN jobs AS j ON j.id = b.fine_tuning_job_id
+ORDER BY j.created_at DESC, j.id
+"""
+# the most recent job with a training loss curve, for the closing hint
+LATEST_JOB_SQL = """
+SELECT id FROM job_summary WHERE final_train_loss IS NOT NULL
+ORDER BY created_at DESC, id LIMIT 1
+"""
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Serves generated data on a free loopback port, loads it, and shows the best checkpoints."""
+    """Serves generated data on a free loopback port, loads it, shows the best checkpoints and
+    writes the training report."""
     world = FineTuningWorld(seed=args.seed, jobs=args.jobs)
     with SandboxServer(world, api_key=DEMO_KEY) as sandbox:
         print(f"Sandbox serving {args.jobs} sample jobs at {sandbox.base_url}")
@@ -32,15 +44,25 @@ def run_demo(args: argparse.Namespace) -> int:
             base_url=sandbox.base_url,
         )
     print("\n".join(summary.lines()))
-    sql = best_checkpoint_sql(args.dataset)
-    with duckdb.connect(args.duckdb_path, read_only=True) as connection:
-        print("\nBest checkpoint per job (lowest full_valid_loss, else train_loss):")
-        connection.sql(sql).show(max_width=160, max_rows=100)
-    path = os.path.abspath(args.duckdb_path)
-    print(f"\nExplore further:\n  duckdb {path}\n  -- or in Python: duckdb.connect({path!r})")
-    print(f"  SELECT * FROM {args.dataset}.checkpoints LIMIT 10;")
-    print(f"  -- the query above:{sql.rstrip()};")
-    print(f"  -- the loss curve of the latest job, every step:{loss_curve_sql(args.dataset)};")
+    target = ["--duckdb-path", args.duckdb_path] + (
+        ["--dataset", args.dataset] if args.dataset != "openai_fine_tuning" else []
+    )
+    print("\nBest checkpoint per job (view best_checkpoints):")
+    print(render(*run_query(BEST_SQL, "duckdb", args.duckdb_path, args.dataset)))
+    pipeline = existing_pipeline("duckdb", args.duckdb_path, args.dataset)
+    report = write_report(pipeline, args.report)
+    print(f"\nTraining report: {report.path} ({report.jobs} jobs, {report.charts} charts)")
+    names, rows = run_query(LATEST_JOB_SQL, "duckdb", args.duckdb_path, args.dataset)
+    latest = rows[0][0] if rows else "ftjob-..."
+    command = "openai-ft sql " + shlex.join(target)
+    print("\nExplore further:")
+    print(f"  {command} 'SELECT * FROM job_summary'")
+    print(
+        f'  {command} "SELECT step, train_loss, valid_loss FROM training_curves'
+        f" WHERE fine_tuning_job_id = '{latest}' ORDER BY step\""
+    )
+    print(f"  openai-ft report {shlex.join(target)} --out report.html")
+    print(f"  -- or in Python: duckdb.connect({os.path.abspath(args.duckdb_path)!r})")
     return 0
 
 

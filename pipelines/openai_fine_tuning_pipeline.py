@@ -6,9 +6,12 @@ Run `python pipelines/openai_fine_tuning_pipeline.py` with `OPENAI_API_KEY` set,
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,6 @@ PIPELINE_NAME = "openai_fine_tuning"
 DATASET_NAME = "openai_fine_tuning"
 DUCKDB_PATH = "openai_ft.duckdb"
 DUCKDB_MEMORY_LIMIT = "128MB"
-NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
@@ -138,6 +140,24 @@ def make_pipeline(
     )
 
 
+def existing_pipeline(
+    destination: str = "duckdb",
+    duckdb_path: str = DUCKDB_PATH,
+    dataset: str = DATASET_NAME,
+) -> dlt.Pipeline:
+    """A pipeline to read data already loaded (`sql`, `report`): a DuckDB file that does not
+    exist is an error, not a new empty file. It works in a throwaway working dir: reading
+    needs no state, and must not touch (or be confused by) the loading pipeline's."""
+    if destination == "duckdb" and not Path(duckdb_path).is_file():
+        raise DestinationError(
+            f"No DuckDB file at '{duckdb_path}': run `openai-ft load` first, or point"
+            " --duckdb-path at the file it wrote"
+        )
+    workdir = tempfile.mkdtemp(prefix="openai-ft-read-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return make_pipeline(destination, duckdb_path, dataset, workdir, "openai_ft_reader")
+
+
 def fastest_file_format(pipeline: dlt.Pipeline) -> Optional[TLoaderFileFormat]:
     """Parquet where the destination takes it, else the destination's default.
 
@@ -208,8 +228,8 @@ def load(
         recovered = finish_interrupted_run(pipeline)
         # extract, normalize, load as run() does, but with dlt's extract pool sized to our
         # workers (each job's pages are read in that pool, and enough jobs are queued to keep
-        # every request slot busy), and normalize spread over the cores: events, step metrics
-        # and results are files of their own (bench/RESULTS.md)
+        # every request slot busy). Normalize stays in this process: a forked worker pool
+        # dies when the parent holds a DuckDB connection (docs/DESIGN.md, "Loading").
         workers = stats.workers or DEFAULT_WORKERS
         pipeline.extract(
             source,
@@ -218,7 +238,7 @@ def load(
             max_parallel_items=4 * workers,
             loader_file_format=fastest_file_format(pipeline),
         )
-        pipeline.normalize(workers=NORMALIZE_WORKERS)
+        pipeline.normalize()
         info = pipeline.load()
         views = refresh_views(pipeline)
     normalize_info = pipeline.last_trace.last_normalize_info

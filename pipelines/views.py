@@ -239,7 +239,7 @@ def view_statements(
 def create_views(pipeline: dlt.Pipeline) -> List[str]:
     """(Re)creates the views in the pipeline's dataset; returns their names.
 
-    Nothing happens on destinations without SQL (plain `filesystem`).
+    Nothing happens on destinations without a lasting SQL schema (plain `filesystem`).
     """
     if not _has_sql(pipeline):
         return []
@@ -261,8 +261,12 @@ def create_views(pipeline: dlt.Pipeline) -> List[str]:
 
 
 def _has_sql(pipeline: dlt.Pipeline) -> bool:
+    """A destination that keeps views: not plain `filesystem`, whose SQL client is an
+    in-memory DuckDB over the files (views made there vanish with the process)."""
     from dlt.common.destination.exceptions import SqlClientNotAvailable
 
+    if pipeline.destination.destination_name == "filesystem":
+        return False
     try:
         with pipeline.sql_client():
             return True

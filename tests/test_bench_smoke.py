@@ -39,6 +39,7 @@ def test_bench_runs_and_writes_its_report(tmp_path):
         "| 1 job x 600 steps (events) |",
         "| 20 jobs x 3 checkpoints |",
         "| 6 jobs, 40 requests/s allowed |",
+        "| report | openai-ft report, 12 jobs, 20 charts |",
     ):
         assert row in report, row
     # this project and the floor make the same requests on a first load and on a rerun: the

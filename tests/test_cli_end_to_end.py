@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -38,15 +39,21 @@ def test_demo_end_to_end(tmp_path):
     truth = {c["id"] for c in world.truth_checkpoints()}
     with duckdb.connect(str(tmp_path / "openai_fine_tuning_demo.duckdb"), read_only=True) as con:
         loaded = {r[0] for r in con.execute(f"SELECT id FROM {DATASET}.checkpoints").fetchall()}
-        jobs_with_checkpoints = con.execute(
-            f"SELECT count(DISTINCT fine_tuning_job_id) FROM {DATASET}.checkpoints"
-        ).fetchone()[0]
+        best = con.execute(f"SELECT count(*) FROM {DATASET}.best_checkpoints").fetchone()[0]
     assert loaded == truth
     out = result.stdout
     assert written(out, "checkpoints") == len(truth)
-    assert "Best checkpoint per job (lowest full_valid_loss, else train_loss):" in out
-    assert f"{jobs_with_checkpoints} rows" in out  # one row per job that has checkpoints
-    assert "SELECT * FROM openai_fine_tuning.checkpoints LIMIT 10;" in out
+    assert "Best checkpoint per job (view best_checkpoints):" in out
+    assert f"({best} rows)" in out  # one row per job whose checkpoints have metrics
+    report = tmp_path / "openai_fine_tuning_demo_report.html"
+    with_steps = sum(world.job_steps(j) > 0 for j in world.job_ids())
+    assert f"Training report: {report} (24 jobs, {min(20, with_steps)} charts)" in out
+    assert report.read_text().count('<svg class="job-chart"') == min(20, with_steps)
+    hint = next(line for line in out.splitlines() if "SELECT * FROM job_summary" in line)
+    # the closing hint runs as printed
+    command = shlex.split(hint.strip())
+    again = _run([OPENAI_FT, *command[1:], "--format", "csv"], tmp_path, _env())
+    assert again.returncode == 0 and len(again.stdout.splitlines()) == 1 + 24
     # a second demo run starts over and shows the same complete load
     again = _run([OPENAI_FT, "demo", "--pipelines-dir", str(tmp_path / "pl")], tmp_path, _env())
     assert again.returncode == 0 and written(again.stdout, "checkpoints") == len(truth)

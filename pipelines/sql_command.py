@@ -1,0 +1,75 @@
+"""`openai-ft sql`: a query on the pipeline's destination through dlt's SQL client, printed as
+an aligned table, CSV or JSON. Table names resolve in the dataset (`SELECT * FROM job_summary`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, List, Sequence, Tuple
+
+from tabulate import tabulate
+
+from pipelines.openai_fine_tuning_pipeline import existing_pipeline
+from sources.openai_fine_tuning.errors import ConfigurationError
+
+FORMATS = ("table", "csv", "json")
+
+
+class QueryError(ConfigurationError):
+    """The query failed in the destination (exit 2: the query is the user's input)."""
+
+
+def run_query(
+    query: str,
+    destination: str = "duckdb",
+    duckdb_path: str = "openai_ft.duckdb",
+    dataset: str = "openai_fine_tuning",
+) -> Tuple[List[str], List[Sequence[Any]]]:
+    """(column names, rows) of `query` on the destination's dataset."""
+    if not query.strip():
+        raise ConfigurationError("No query: pass it as an argument or on standard input")
+    pipeline = existing_pipeline(destination, duckdb_path, dataset)
+    from dlt.common.destination.exceptions import SqlClientNotAvailable
+    from dlt.destinations.exceptions import DatabaseException
+
+    try:
+        with pipeline.sql_client() as client, client.execute_query(query) as cursor:
+            if cursor.description is None:  # a statement without rows
+                return [], []
+            names = [column[0] for column in cursor.description]
+            return names, list(cursor.fetchall())
+    except SqlClientNotAvailable:
+        raise ConfigurationError(
+            f"The {destination} destination has no SQL client to run queries on"
+        ) from None
+    except DatabaseException as error:
+        message = " ".join(str(error).split())
+        raise QueryError(f"The query failed: {message[:500]}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):  # PostgreSQL's sum() and numeric columns
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def render(names: List[str], rows: List[Sequence[Any]], output: str = "table") -> str:
+    """The rows as an aligned table (NULL shown as `NULL`), CSV (NULL empty) or a JSON array."""
+    plain = [[_plain(value) for value in row] for row in rows]
+    if output == "json":
+        return json.dumps([dict(zip(names, row, strict=True)) for row in plain], indent=1)
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(plain)
+        return buffer.getvalue().rstrip("\n")
+    table = tabulate(plain, headers=names, tablefmt="simple", missingval="NULL", floatfmt=".10g")
+    count = f"({len(rows)} row{'' if len(rows) == 1 else 's'})"
+    return f"{table}\n{count}" if names else count

@@ -1,0 +1,105 @@
+"""The README's analyst SQL runs unchanged on DuckDB and PostgreSQL and answers exactly."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from fake_openai import FineTuningWorld, SandboxServer
+from pipelines.openai_fine_tuning_pipeline import load
+from pipelines.sql_command import run_query
+from tests import views_truth
+from tests.conftest import API_KEY
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def analyst_queries() -> list:
+    text = README.read_text()
+    block = re.search(r"<!-- analyst-sql -->\n```sql\n(.*?)```", text, re.S).group(1)
+    return [q.strip() for q in block.split(";\n") if q.strip()]
+
+
+@pytest.fixture
+def demo_world():
+    return FineTuningWorld(seed=7, jobs=24)  # the demo's data: some jobs overfit
+
+
+def _rows(target, query):
+    names, rows = run_query(query, target.name, str(target.duckdb_path), target.dataset)
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def test_analyst_sql_answers_exactly(target, demo_world):
+    queries = analyst_queries()
+    assert len(queries) == 3
+    with SandboxServer(demo_world, api_key=API_KEY) as sandbox:
+        load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
+    curves = views_truth.training_curves(demo_world)
+    by_job: dict = {}
+    for (job_id, _step), row in sorted(curves.items()):
+        by_job.setdefault(job_id, []).append(row)
+
+    # loss at the last step
+    expected = []
+    for job_id in sorted(by_job):
+        trained = [r for r in by_job[job_id] if r["train_loss"] is not None]
+        if trained:
+            last = trained[-1]
+            expected.append(
+                {
+                    "fine_tuning_job_id": job_id,
+                    "step": last["step"],
+                    "train_loss": last["train_loss"],
+                    "valid_loss": last["valid_loss"],
+                }
+            )
+    assert _rows(target, queries[0]) == expected
+
+    # validation loss rose while training loss fell
+    expected = []
+    for job_id in sorted(by_job):
+        points = [
+            r for r in by_job[job_id] if r["train_loss"] is not None and r["valid_loss"] is not None
+        ]
+        if not points:
+            continue
+        lowest = min(points, key=lambda r: (r["valid_loss"], r["step"]))
+        last = points[-1]
+        if (
+            last["valid_loss"] > 1.05 * lowest["valid_loss"]
+            and last["train_loss"] < lowest["train_loss"]
+        ):
+            expected.append(
+                {
+                    "fine_tuning_job_id": job_id,
+                    "lowest_valid_step": lowest["step"],
+                    "last_step": last["step"],
+                    "lowest_valid_loss": lowest["valid_loss"],
+                    "final_valid_loss": last["valid_loss"],
+                    "train_loss_then": lowest["train_loss"],
+                    "final_train_loss": last["train_loss"],
+                }
+            )
+    assert expected  # the demo data has overfitting jobs: the query is not vacuous
+    assert _rows(target, queries[1]) == expected
+
+    # trained tokens per base model and month
+    groups: dict = {}
+    for job in demo_world.truth_jobs():
+        if job["status"] == "succeeded":
+            created = datetime.fromtimestamp(job["created_at"], tz=UTC)
+            key = (job["model"], datetime(created.year, created.month, 1))
+            jobs, tokens = groups.get(key, (0, 0))
+            groups[key] = (jobs + 1, tokens + (job["trained_tokens"] or 0))
+    expected = [
+        {"model": model, "month": month, "jobs": jobs, "trained_tokens": tokens}
+        for (model, month), (jobs, tokens) in sorted(
+            groups.items(), key=lambda i: (i[0][1], i[0][0])
+        )
+    ]
+    got = [{**row, "month": row["month"].replace(tzinfo=None)} for row in _rows(target, queries[2])]
+    assert got == expected

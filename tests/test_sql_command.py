@@ -1,0 +1,118 @@
+"""`openai-ft sql`: a query on DuckDB or PostgreSQL, printed as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.openai_fine_tuning_pipeline import load
+from tests.conftest import API_KEY
+
+QUERY = "SELECT id, status, trained_tokens, created_at FROM jobs ORDER BY id"
+
+
+def _sql(target, capsys, *args, stdin=None, monkeypatch=None):
+    options = target.load_options()
+    argv = ["sql", *args, "--destination", target.name, "--dataset", target.dataset]
+    argv += ["--duckdb-path", options["duckdb_path"]]
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err.strip()
+
+
+@pytest.fixture
+def loaded(target, sandbox, world):
+    load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
+    jobs = sorted(world.truth_jobs(), key=lambda j: j["id"])
+    return target, jobs
+
+
+def _iso(seconds):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
+def test_csv_and_json_hold_exactly_the_rows(loaded, capsys):
+    target, jobs = loaded
+    code, out, err = _sql(target, capsys, QUERY, "--format", "csv")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "id,status,trained_tokens,created_at"
+    assert lines[1:] == [
+        f"{j['id']},{j['status']},{j['trained_tokens'] if j['trained_tokens'] is not None else ''},"
+        f"{_iso(j['created_at'])}"
+        for j in jobs
+    ]
+    code, out, _ = _sql(target, capsys, QUERY, "--format", "json")
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "id": j["id"],
+            "status": j["status"],
+            "trained_tokens": j["trained_tokens"],
+            "created_at": _iso(j["created_at"]),
+        }
+        for j in jobs
+    ]
+
+
+def test_table_is_aligned_and_counts_rows(loaded, capsys):
+    target, jobs = loaded
+    code, out, _ = _sql(target, capsys, "SELECT id, trained_tokens FROM jobs ORDER BY id")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "trained_tokens"]
+    assert set(lines[1]) == {"-", " "}
+    width = len(lines[0])
+    assert all(len(line) == width for line in lines[:-1])  # aligned columns
+    for line, job in zip(lines[2:-1], jobs, strict=True):
+        tokens = job["trained_tokens"]
+        assert line.split() == [job["id"], "NULL" if tokens is None else str(tokens)]
+    assert lines[-1] == f"({len(jobs)} rows)"
+
+
+def test_query_from_stdin_and_the_views(loaded, capsys, monkeypatch):
+    target, jobs = loaded
+    code, out, _ = _sql(
+        target,
+        capsys,
+        "--format",
+        "csv",
+        stdin="SELECT count(*) AS n FROM job_summary",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0 and out.splitlines() == ["n", str(len(jobs))]
+
+
+def test_a_failing_query_is_one_line_and_exit_2(loaded, capsys):
+    target, _ = loaded
+    code, out, err = _sql(target, capsys, "SELECT * FROM no_such_table")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("openai-ft: error: The query failed: ")
+    assert "no_such_table" in err
+
+
+def test_no_duckdb_file_is_exit_5_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nope.duckdb"
+    code = main(["sql", "SELECT 1", "--duckdb-path", str(missing)])
+    err = capsys.readouterr().err.strip()
+    assert code == 5 and not missing.exists()
+    assert err == (
+        f"openai-ft: error: No DuckDB file at '{missing}': run `openai-ft load` first, or point"
+        " --duckdb-path at the file it wrote"
+    )
+
+
+def test_empty_query_is_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
+    assert main(["sql", "--duckdb-path", str(tmp_path / "x.duckdb")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "openai-ft: error: No query: pass it as an argument or on standard input"
+    )
