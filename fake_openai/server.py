@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server for the fine-tuning read endpoints over a `FineTuningWorld`.
 
-Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says. Routes under
+Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says; the same routes under
+`/openai/v1` and `/openai` (with `api-version`) as Azure OpenAI serves them. Routes under
 `/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour,
 rate limit, truth).
 """
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from fake_openai.azure import AzureRequestError, check_credentials, openai_path
 from fake_openai.faults import FaultPlan, TokenBucket
 from fake_openai.files import UnknownFileError
 from fake_openai.paging import UnknownCursorError
@@ -216,9 +218,19 @@ class SandboxServer:
 
     # ---- request handling --------------------------------------------------------------------
 
-    def handle_api(self, path: str, query: Dict[str, str], headers: Any) -> Tuple[int, Any]:
-        """Answers one `/v1` GET; returns (status, JSON body or raw bytes)."""
-        if headers.get("Authorization") != f"Bearer {self.api_key}":
+    @property
+    def azure_endpoint(self) -> str:
+        """What an Azure OpenAI client uses as the resource endpoint."""
+        return self.root_url
+
+    def handle_api(
+        self, path: str, query: Dict[str, str], headers: Any, azure: bool = False
+    ) -> Tuple[int, Any]:
+        """Answers one `/v1` GET; returns (status, JSON body or raw bytes).
+
+        `azure`: the request came by an Azure path, and was authenticated as Azure does.
+        """
+        if not azure and headers.get("Authorization") != f"Bearer {self.api_key}":
             raise ApiError(
                 401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key"
             )
@@ -425,7 +437,13 @@ def _make_handler(sandbox: SandboxServer) -> type:
                 if parts.path.startswith("/_sandbox/"):
                     self._send(200, sandbox.handle_control(method, parts.path, query))
                     return
-                route, kind = _route_of(parts.path)
+                path = openai_path(parts.path, query)
+                azure = path is not None
+                if azure:
+                    check_credentials(self.headers, sandbox.api_key)
+                else:
+                    path = parts.path
+                route, kind = _route_of(path)
                 sandbox.stats.enter(route, parts.path)
                 try:
                     wait_ms = sandbox.limiter.acquire() if sandbox.limiter else None
@@ -443,10 +461,10 @@ def _make_handler(sandbox: SandboxServer) -> type:
                         time.sleep(sandbox.faults.slow_seconds)
                     if method != "GET":
                         raise ApiError(405, f"Method {method} not allowed", "invalid_request_error")
-                    self._send(*sandbox.handle_api(parts.path, query, self.headers))
+                    self._send(*sandbox.handle_api(path, query, self.headers, azure))
                 finally:
                     sandbox.stats.leave()
-            except ApiError as error:
+            except (ApiError, AzureRequestError) as error:
                 self._send(error.status, error.body)
             except UnknownFileError as error:
                 message = f"No such File object: {error.args[0]}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import duckdb
 import filelock
@@ -18,6 +19,13 @@ class DestinationError(FineTuningSourceError):
     """The destination cannot be written: unwritable path, locked or corrupt DuckDB file."""
 
     exit_code = 5
+
+
+class DuckDBLockedError(DestinationError):
+    """The DuckDB file is held by another process (a BI tool, a notebook, a shell)."""
+
+
+Notify = Callable[[str], None]
 
 
 class RunInProgressError(FineTuningSourceError):
@@ -45,7 +53,7 @@ def check_duckdb_file(path: str) -> None:
         holder = re.search(r"\(PID (\d+)\)", message)
         if "lock" in message.lower():
             who = f" (PID {holder.group(1)})" if holder else ""
-            raise DestinationError(
+            raise DuckDBLockedError(
                 f"The DuckDB file '{target}' is locked by another process{who}: close that"
                 " connection (a DuckDB shell, a notebook) and retry"
             ) from None
@@ -57,8 +65,35 @@ def check_duckdb_file(path: str) -> None:
         raise DestinationError(f"Cannot open the DuckDB file '{target}': {message}") from None
 
 
+def wait_for_duckdb_file(path: str, wait: bool, timeout: float, notify: Notify) -> None:
+    """`check_duckdb_file`; with `wait`, a file held by another process is waited for (up to
+    `timeout` seconds, saying once what it waits for) instead of failing at once."""
+    try:
+        check_duckdb_file(path)
+        return
+    except DuckDBLockedError as error:
+        if not wait:
+            raise
+        notify(f"openai-ft: waiting up to {timeout:g} s: {error}")
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        try:
+            check_duckdb_file(path)
+            return
+        except DuckDBLockedError as error:
+            if time.monotonic() >= deadline:
+                raise DuckDBLockedError(f"{error} (waited {timeout:g} s)") from None
+
+
 @contextmanager
-def run_lock(pipeline_name: str, pipelines_dir: Optional[str], wait: bool) -> Iterator[Path]:
+def run_lock(
+    pipeline_name: str,
+    pipelines_dir: Optional[str],
+    wait: bool,
+    timeout: float = 600.0,
+    notify: Optional[Notify] = None,
+) -> Iterator[Path]:
     """Holds `<pipelines_dir>/<pipeline_name>.run.lock` for the run.
 
     The lock is an OS file lock: a killed run (even SIGKILL) releases it with its process.
@@ -67,18 +102,27 @@ def run_lock(pipeline_name: str, pipelines_dir: Optional[str], wait: bool) -> It
         pipeline_name: The dlt pipeline whose state the run changes.
         pipelines_dir: dlt's working dir; dlt's default when None.
         wait: Wait for the other run to end instead of failing at once.
+        timeout: Seconds to wait at most.
+        notify: Told once when the run starts waiting.
     """
     directory = Path(pipelines_dir or get_dlt_pipelines_dir())
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{pipeline_name}.run.lock"
     lock = filelock.FileLock(str(path))
+    busy = f"Another run of pipeline '{pipeline_name}' is in progress (lock {path})"
     try:
-        lock.acquire(timeout=-1 if wait else 0)
+        lock.acquire(timeout=0)
     except filelock.Timeout:
-        raise RunInProgressError(
-            f"Another run of pipeline '{pipeline_name}' is in progress (lock {path}):"
-            " let it finish, or pass --wait to run after it"
-        ) from None
+        if not wait:
+            raise RunInProgressError(
+                f"{busy}: let it finish, or pass --wait to run after it"
+            ) from None
+        if notify:
+            notify(f"openai-ft: waiting up to {timeout:g} s: {busy}")
+        try:
+            lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            raise RunInProgressError(f"{busy}, still after {timeout:g} s") from None
     try:
         yield path
     finally:

@@ -43,14 +43,16 @@ def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
     return dropped
 
 
-def finish_interrupted_run(pipeline: dlt.Pipeline) -> int:
-    """Normalizes and loads packages a killed run left behind; returns how many there were.
+def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
+    """Normalizes and loads packages a killed run left behind; returns their load ids.
 
     Also restores the state from the destination when the working dir is new (dlt's run()
     with no data does both), so an ephemeral runner keeps loading incrementally.
     """
     drop_half_deleted_extract_packages(pipeline)
-    pending = len(pipeline.list_extracted_load_packages())
-    pending += len(pipeline.list_normalized_load_packages())
-    pipeline.run()
-    return pending
+    pending = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    info = pipeline.run()
+    # dlt drops the packages of a first run whose destination was never created (it wipes the
+    # working dir to restore state from it): count what it really loaded
+    loaded = set(info.loads_ids) if info is not None else set()
+    return [load_id for load_id in pending if load_id in loaded]

@@ -198,7 +198,10 @@ VIEWS = ("training_curves", "best_checkpoints", "job_summary")
 def _projection(table: str, qualified: str, present: Set[str]) -> str:
     """The table's view columns, a typed NULL for each one it lacks; no rows if it is absent."""
     columns = [
-        name if name in present else f"CAST(NULL AS {kind}) AS {name}"
+        # JSON is cast even when present: PostgreSQL has json or jsonb by how it was loaded
+        (name if kind != "JSON" else f"CAST({name} AS JSON) AS {name}")
+        if name in present
+        else f"CAST(NULL AS {kind}) AS {name}"
         for name, kind in COLUMNS[table]
     ]
     source = f"FROM {qualified}" if present else "WHERE 1 = 0"

@@ -33,7 +33,16 @@ METRICS = (
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, no OpenAI environment, no telemetry: each test starts clean."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "OPENAI_API_VERSION",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_AD_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.delenv("RUNTIME__LOG_LEVEL", raising=False)
@@ -73,11 +82,15 @@ class Loader:
             duckdb_path=str(self.duckdb_path), pipelines_dir=str(self.pipelines_dir), **options
         )
 
-    def rows(self, table: str, order: str = "id") -> List[Dict[str, Any]]:
+    def query(self, sql: str) -> List[Dict[str, Any]]:
+        """Rows as dicts; `{dataset}` in the SQL is the dataset."""
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            cursor = con.execute(f"SELECT * FROM {DATASET}.{table} ORDER BY {order}")
+            cursor = con.execute(sql.format(dataset=DATASET))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def rows(self, table: str, order: str = "id") -> List[Dict[str, Any]]:
+        return self.query(f"SELECT * FROM {{dataset}}.{table} ORDER BY {order}")
 
     def count(self, table: str) -> int:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
@@ -166,8 +179,12 @@ def assert_jobs_equal_truth(loader: Loader, world: FineTuningWorld, only: Only =
             "method",
             "result_files",
         ):
-            loaded = None if row[name] is None else json.loads(row[name])
-            assert loaded == job[name], (job_id, name)
+            assert _json(row[name]) == job[name], (job_id, name)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column: DuckDB returns its text, PostgreSQL (psycopg2) the parsed value."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _epoch_keys(row: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
@@ -236,7 +253,7 @@ def assert_events_equal_truth(loader: Loader, world: FineTuningWorld, only: Only
     loaded = {}
     for row in loader.rows("events"):
         row = _epoch_keys(_without_dlt(row), ["created_at"])
-        row["data"] = None if row["data"] is None else json.loads(row["data"])
+        row["data"] = _json(row["data"])
         loaded[row["id"]] = row
     _same_rows(loaded, expected)
 
@@ -264,13 +281,10 @@ def assert_step_metrics_equal_truth(loader: Loader, world: FineTuningWorld, only
     }
     _same_rows(loaded, expected)
     for table, rows in children.items():
-        with duckdb.connect(str(loader.duckdb_path), read_only=True) as con:
-            cursor = con.execute(
-                f"SELECT c.*, p.id AS _event FROM {DATASET}.{table} c JOIN"
-                f" {DATASET}.step_metrics p ON c._dlt_parent_id = p._dlt_id"
-            )
-            names = [d[0] for d in cursor.description]
-            got = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        got = loader.query(
+            f"SELECT c.*, p.id AS _event FROM {{dataset}}.{table} c JOIN"
+            " {dataset}.step_metrics p ON c._dlt_parent_id = p._dlt_id"
+        )
         _same_rows(
             {(r["_event"], r["_dlt_list_idx"]): _without_dlt({**r, "_event": None}) for r in got},
             {key: {**row, "_event": None} for key, row in rows.items()},
@@ -426,10 +440,11 @@ class Target:
     name: str
     dataset: str
     tmp_path: Path
+    duckdb_file: str = "ft.duckdb"
 
     @property
     def duckdb_path(self) -> Path:
-        return self.tmp_path / "ft.duckdb"
+        return self.tmp_path / self.duckdb_file
 
     def load_options(self) -> Dict[str, Any]:
         return {
@@ -440,15 +455,16 @@ class Target:
         }
 
     def pipeline(self) -> Any:
-        from pipelines.openai_fine_tuning_pipeline import make_pipeline
+        """A reading pipeline (no state) on this target."""
+        from pipelines.openai_fine_tuning_pipeline import existing_pipeline
 
-        options = self.load_options()
-        return make_pipeline(
-            destination=self.name,
-            duckdb_path=options["duckdb_path"],
-            dataset=self.dataset,
-            pipelines_dir=options["pipelines_dir"],
-        )
+        return existing_pipeline(self.name, str(self.duckdb_path), self.dataset)
+
+    def rows(self, table: str, order: str = "id") -> List[Dict[str, Any]]:
+        return self.query(f"SELECT * FROM {{dataset}}.{table} ORDER BY {order}")
+
+    def count(self, table: str) -> int:
+        return self.query(f"SELECT count(*) AS n FROM {{dataset}}.{table}")[0]["n"]
 
     def query(self, sql: str) -> List[Dict[str, Any]]:
         """Rows as dicts; `{dataset}` in the SQL is the qualified dataset name."""

@@ -22,22 +22,23 @@ from pipelines.openai_fine_tuning_pipeline import TABLES
 from tests.conftest import API_KEY, TERMINAL, Loader, assert_history_equal_truth
 
 STAGES = ("extract", "normalize", "load")
-TRIALS = 21  # 7 per stage
+TRIALS = 15  # 5 per stage
 
 
 def _markers(pipelines_dir: Path) -> dict:
-    """Directories dlt creates as a run enters each stage."""
-    root = pipelines_dir / "openai_fine_tuning"
+    """Directories dlt creates as a run enters each stage (the pipeline's own dir is named
+    after its target: openai_fine_tuning_<digest>)."""
     for _ in range(100):  # dlt moves folders while we look: look again
         try:
-            extracting = {
-                p for p in root.glob("normalize/*/[0-9]*") if p.parent.name != "extracted"
-            }
-            return {
-                "extract": extracting,
-                "normalize": set(root.glob("normalize/extracted/[0-9]*")),
-                "load": set(root.glob("load/normalized/[0-9]*")),
-            }
+            roots = [p for p in pipelines_dir.glob("openai_fine_tuning_*") if p.is_dir()]
+            found: dict = {"extract": set(), "normalize": set(), "load": set()}
+            for root in roots:
+                found["extract"] |= {
+                    p for p in root.glob("normalize/*/[0-9]*") if p.parent.name != "extracted"
+                }
+                found["normalize"] |= set(root.glob("normalize/extracted/[0-9]*"))
+                found["load"] |= set(root.glob("load/normalized/[0-9]*"))
+            return found
         except FileNotFoundError:
             continue
     raise AssertionError("pipelines dir kept changing")
@@ -56,6 +57,33 @@ def _kill_during(stage: str, process: subprocess.Popen, pipelines_dir: Path, rng
         time.sleep(0.002)
     process.wait()
     return False
+
+
+def _processes_using(path: Path) -> list:
+    """PIDs of live processes whose command line names `path` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _no_orphans_left(path: Path) -> None:
+    """A killed run's worker processes (dlt's normalize pool) end with it, not linger."""
+    deadline = time.monotonic() + 15
+    while _processes_using(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _processes_using(path)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left by the killed run: {left}"
 
 
 def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
@@ -89,6 +117,7 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
             )
             was_killed = _kill_during(stage, process, loader.pipelines_dir, rng)
             killed[stage] += was_killed
+            _no_orphans_left(loader.pipelines_dir)
 
             world.advance(seconds=30, new_checkpoints=1)  # more data before the next run
             # the next scheduled run finishes what the killed run left, then extracts the new
@@ -100,8 +129,8 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
             assert loader.run().rows == dict.fromkeys(TABLES, 0), (trial, stage, settled)
     # the kills landed where intended (a run can finish a stage before the kill arrives)
     print(f"SIGKILLs per stage: {dict(killed)}; packages finished by the next run: {recovered}")
-    assert sum(killed.values()) >= 20 and all(killed[s] >= 5 for s in STAGES), killed
-    assert recovered >= 5  # the recovery path ran
+    assert sum(killed.values()) >= 14 and all(killed[s] >= 4 for s in STAGES), killed
+    assert recovered >= 3  # the recovery path ran
 
 
 def test_half_deleted_extracted_package_is_dropped(loader, world):
@@ -110,8 +139,11 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
     from pipelines.openai_fine_tuning_pipeline import make_pipeline
     from sources.openai_fine_tuning import openai_fine_tuning
 
+    name = loader.run(resources=["jobs"]).pipeline_name  # the name load() gives this target
     pipeline = make_pipeline(
-        duckdb_path=str(loader.duckdb_path), pipelines_dir=str(loader.pipelines_dir)
+        duckdb_path=str(loader.duckdb_path),
+        pipelines_dir=str(loader.pipelines_dir),
+        pipeline_name=name,
     )
     pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=loader.sandbox.base_url))
     pipeline.normalize()
@@ -130,8 +162,8 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
 def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
     """A kill while dlt deletes an extracted package that had nothing to load leaves one
     without a twin; parts of it are gone."""
-    loader.run()
-    extracted = loader.pipelines_dir / "openai_fine_tuning" / "normalize" / "extracted"
+    name = loader.run().pipeline_name
+    extracted = loader.pipelines_dir / name / "normalize" / "extracted"
     leftover = extracted / "1795000000.123"
     (leftover / "failed_jobs").mkdir(parents=True)
     (leftover / "schema.json").write_text("{}")

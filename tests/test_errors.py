@@ -178,7 +178,7 @@ def test_failed_run_loads_nothing_and_keeps_state(cli, sandbox, world, tmp_path)
     assert_history_equal_truth(Loader(sandbox, tmp_path), world)
 
 
-def test_success_prints_summary(cli, world):
+def test_success_prints_summary(cli, world, tmp_path):
     code, out, err = cli()
     assert code == 0 and err == ""
     lines = out.strip().splitlines()
@@ -193,7 +193,14 @@ def test_success_prints_summary(cli, world):
         f", step_metrics__scores__graders {graders}"
     )
     assert lines[2].startswith(f"  requests: {sum(first_load_routes(world).values())}   elapsed: ")
-    assert lines[3:] == ["  files deleted or expired (404, not requested again): 1"]
+    terminal = sum(j["status"] in ("succeeded", "failed", "cancelled") for j in world.truth_jobs())
+    where = re.escape(str(tmp_path / "pipelines"))
+    assert re.fullmatch(
+        rf"  pipeline openai_fine_tuning_[0-9a-f]{{8}} in {where}"
+        rf"   jobs still open: {12 - terminal}, settled: {terminal}",
+        lines[3],
+    ), lines[3]
+    assert lines[4:] == ["  files deleted or expired (404, not requested again): 1"]
 
 
 def test_organization_and_project_headers_are_sent(cli, sandbox, world):

@@ -9,10 +9,10 @@ import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
-from pipelines.cli import explain
+from pipelines.exits import explain
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
-SEEDS = range(50)
+SEEDS = range(40)
 FAST_RETRIES = {"max_attempts": 6, "backoff_base": 0.001, "backoff_max": 0.004}
 
 

@@ -108,10 +108,11 @@ def test_overlapping_run_exits_at_once(cli, sandbox, tmp_path):
     try:
         code, out, err = cli()
         assert code == 6 and out == ""
+        (lock,) = (tmp_path / "pipelines").glob("openai_fine_tuning_*.run.lock")
+        name = lock.name.removesuffix(".run.lock")
         assert err == (
-            "openai-ft: error: Another run of pipeline 'openai_fine_tuning' is in progress"
-            f" (lock {tmp_path / 'pipelines' / 'openai_fine_tuning.run.lock'}): let it finish,"
-            " or pass --wait to run after it"
+            f"openai-ft: error: Another run of pipeline '{name}' is in progress"
+            f" (lock {lock}): let it finish, or pass --wait to run after it"
         )
     finally:
         assert first.wait(timeout=120) == 0, first.stderr.read()

@@ -11,20 +11,20 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.exceptions import CurrentSourceNotAvailable
+from dlt.extract.items import DataItemWithMeta
 from dlt.extract.resource import DltResource
 
 from .client import FineTuningApi, redact_url
-from .errors import ConfigurationError
+from .connection import resolve_connection, setting
 from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items
-from .ledger import JobLedger
+from .ledger import JobLedger, StateOwner
 from .listing import iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, clean_job_ids, clean_resources
 from .rows import job_row
@@ -32,13 +32,10 @@ from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS
 from .settings import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
-    DEFAULT_BASE_URL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WORKERS,
-    ENV_API_KEY,
-    ENV_BASE_URL,
     ENV_ORGANIZATION,
     ENV_PROJECT,
     JOBS_PATH,
@@ -47,7 +44,14 @@ from .settings import (
 )
 from .stats import RunStats
 
-__all__ = ["openai_fine_tuning", "ApiOptions", "FineTuningApi", "RunStats", "redact_url"]
+__all__ = [
+    "openai_fine_tuning",
+    "ApiOptions",
+    "FineTuningApi",
+    "RunStats",
+    "StateOwner",
+    "redact_url",
+]
 
 LEDGER_KEY = "jobs_ledger"
 
@@ -62,12 +66,6 @@ class JobTask:
 
     job: Optional[Dict[str, Any]]
     ledger: JobLedger
-
-
-def _setting(value: Optional[str], env_var: str) -> Optional[str]:
-    """The dlt config value, else the OpenAI SDK's environment variable; blank counts as unset."""
-    value = value or os.environ.get(env_var)
-    return value.strip() if value and value.strip() else None
 
 
 def _prepare_extraction() -> List[str]:
@@ -88,9 +86,18 @@ def _prepare_extraction() -> List[str]:
     return [name for name in RESOURCES if name in source.selected_resources]
 
 
+def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
+    """Rows of a yielded item, per table (for the progress line)."""
+    table, data = resource, item
+    if isinstance(item, DataItemWithMeta):
+        table, data = getattr(item.meta, "table_name", resource), item.data
+    stats.count_rows(table, len(data) if isinstance(data, list) else 1)
+
+
 def _per_job(
     name: str,
     tasks: DltResource,
+    stats: RunStats,
     read: Callable[[JobTask], Iterable[Any]],
     columns: TTableSchemaColumns,
     primary_key: Sequence[str] = ("id",),
@@ -108,8 +115,12 @@ def _per_job(
             if not task.ledger.is_started(name):
                 yield from markers()
                 task.ledger.mark_started(name)
-        elif not task.ledger.is_settled(task.job["id"], name):
-            yield from read(task)
+            return
+        if not task.ledger.is_settled(task.job["id"], name):
+            for item in read(task):
+                _count_rows(stats, name, item)
+                yield item
+        stats.count_job_done(name)
 
     return dlt.transformer(
         per_job,
@@ -126,6 +137,9 @@ def _per_job(
 def openai_fine_tuning(
     api_key: Optional[str] = dlt.secrets.value,
     base_url: Optional[str] = dlt.config.value,
+    api_type: Optional[str] = dlt.config.value,
+    api_version: Optional[str] = dlt.config.value,
+    azure_ad_token: Optional[str] = dlt.secrets.value,
     organization: Optional[str] = dlt.config.value,
     project: Optional[str] = dlt.config.value,
     job_ids: Optional[List[str]] = dlt.config.value,
@@ -138,12 +152,22 @@ def openai_fine_tuning(
     workers: int = DEFAULT_WORKERS,
     max_requests_per_second: Optional[float] = None,
     stats: Optional[RunStats] = None,
+    state_owner: Optional[StateOwner] = None,
 ) -> Sequence[DltResource]:
     """The fine-tuning history of one OpenAI organization (or compatible server).
 
     Args:
-        api_key: API key; falls back to `OPENAI_API_KEY`.
-        base_url: API root, default `https://api.openai.com/v1`; falls back to `OPENAI_BASE_URL`.
+        api_key: API key; falls back to `OPENAI_API_KEY` (Azure: `AZURE_OPENAI_API_KEY`,
+            sent as the `api-key` header).
+        base_url: API root, default `https://api.openai.com/v1`; falls back to
+            `OPENAI_BASE_URL`. Azure: the resource endpoint (`AZURE_OPENAI_ENDPOINT`),
+            `https://<resource>.openai.azure.com`; `/openai/v1` is added (`/openai` with an
+            `api_version`) unless it has a path.
+        api_type: `openai` (default) or `azure` (Azure OpenAI / Microsoft Foundry).
+        api_version: Azure's dated API version, sent as `api-version`; falls back to
+            `OPENAI_API_VERSION`. Not needed for `/openai/v1`.
+        azure_ad_token: Azure: a Microsoft Entra ID token, sent as a bearer token instead of
+            the key; falls back to `AZURE_OPENAI_AD_TOKEN`.
         organization: `OpenAI-Organization` header; falls back to `OPENAI_ORG_ID`.
         project: `OpenAI-Project` header; falls back to `OPENAI_PROJECT_ID`.
         job_ids: Only these jobs (each fetched by id); all jobs when empty.
@@ -158,22 +182,22 @@ def openai_fine_tuning(
             read in parallel by dlt's extract workers (give `pipeline.extract` / `[extract]
             workers` at least as many). Halved after a 429, grown back as requests succeed.
         max_requests_per_second: Optional cap of request starts per second.
-        stats: Counts requests, jobs and skipped items of the run, for a summary.
+        stats: Counts requests, jobs and skipped items of the run, for a summary; also gets
+            the API identity (`stats.api_identity`).
+        state_owner: The target the state must belong to (a state recorded for another
+            target is refused); unchecked when None.
 
     Returns:
         The resources `jobs`, `checkpoints`, `events`, `files` and `results`, each merged.
     """
-    key = _setting(api_key, ENV_API_KEY)
-    if key is None:
-        raise ConfigurationError(
-            "No OpenAI API key: set sources.openai_fine_tuning.api_key in .dlt/secrets.toml"
-            f" or the {ENV_API_KEY} environment variable"
-        )
+    connection = resolve_connection(api_type, api_key, base_url, api_version, azure_ad_token)
     options = ApiOptions(
-        api_key=key,
-        base_url=_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL,
-        organization=_setting(organization, ENV_ORGANIZATION),
-        project=_setting(project, ENV_PROJECT),
+        api_key=connection.credential,
+        base_url=connection.base_url,
+        auth_scheme=connection.auth_scheme,
+        api_version=connection.api_version,
+        organization=setting(organization, ENV_ORGANIZATION),
+        project=setting(project, ENV_PROJECT),
         page_size=page_size,
         max_attempts=max_attempts,
         request_timeout=request_timeout,
@@ -184,13 +208,21 @@ def openai_fine_tuning(
     )
     api = FineTuningApi(options, stats)
     api.stats.workers = options.workers
+    api.stats.api_identity = {
+        "base_url": redact_url(options.base_url).rstrip("/"),
+        "organization": options.organization,
+        "project": options.project,
+    }
     wanted = clean_job_ids(job_ids)
     chosen = clean_resources(resources)
 
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
         selected = _prepare_extraction()
-        ledger = JobLedger(dlt.current.source_state().setdefault(LEDGER_KEY, {}), RESOURCES)
+        state = dlt.current.source_state().setdefault(LEDGER_KEY, {})
+        if state_owner is not None:
+            state_owner.claim(state)
+        ledger = JobLedger(state, RESOURCES)
         yield JobTask(None, ledger)
         listing = (
             iter_configured_jobs(api, ledger, wanted, selected)
@@ -217,19 +249,24 @@ def openai_fine_tuning(
                 yield from spec.dlt_items(items, job_id, endpoint, api.stats)
 
         return _per_job(
-            spec.name, jobs_to_read, read_list, spec.columns, markers=spec.table_markers
+            spec.name, jobs_to_read, api.stats, read_list, spec.columns, markers=spec.table_markers
         )
 
     all_resources = [
         # the job row is cheap and needs no request: no thread pool for it
-        _per_job("jobs", jobs_to_read, read_job, JOB_COLUMNS, parallelized=False),
+        _per_job("jobs", jobs_to_read, api.stats, read_job, JOB_COLUMNS, parallelized=False),
         *(job_list(spec) for spec in JOB_LISTS),
         _per_job(
-            "files", jobs_to_read, lambda t: iter_file_rows(api, t.ledger, t.job), FILE_COLUMNS
+            "files",
+            jobs_to_read,
+            api.stats,
+            lambda t: iter_file_rows(api, t.ledger, t.job),
+            FILE_COLUMNS,
         ),
         _per_job(
             "results",
             jobs_to_read,
+            api.stats,
             lambda t: iter_result_rows(api, t.ledger, t.job),
             RESULT_ROW_COLUMNS,
             primary_key=("file_id", "step"),

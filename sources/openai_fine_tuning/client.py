@@ -7,7 +7,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from dlt.sources.helpers.rest_client import RESTClient
-from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 
 from .errors import (
@@ -21,7 +21,7 @@ from .options import ApiOptions
 from .paginator import OpenAICursorPaginator
 from .responses import api_message, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
-from .settings import FILES_PATH, JOBS_PATH
+from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH
 from .stats import RunStats
 from .throttle import RequestGate
 
@@ -38,14 +38,16 @@ def redact_url(url: str) -> str:
     return sanitize_url(url)
 
 
-def _error_for(response: requests.Response) -> FineTuningSourceError:
-    """The user-facing error for a final (not retried) 4xx answer."""
+def _error_for(response: requests.Response, key_setting: str) -> FineTuningSourceError:
+    """The user-facing error for a final (not retried) 4xx answer.
+
+    `key_setting` names where the key comes from, for a 401.
+    """
     status, endpoint = response.status_code, endpoint_of(response)
     if status == 401:
         # The API's own 401 message echoes part of the key: never repeat it.
         return AuthenticationError(
-            f"The API rejected the key (401 Unauthorized) at {endpoint}: check"
-            " sources.openai_fine_tuning.api_key or OPENAI_API_KEY"
+            f"The API rejected the key (401 Unauthorized) at {endpoint}: check {key_setting}"
         )
     if status == 403:
         return AuthenticationError(
@@ -53,6 +55,13 @@ def _error_for(response: requests.Response) -> FineTuningSourceError:
             f" configured organization or project ({api_message(response)})"
         )
     return UpstreamError(f"{endpoint} answered {status}: {api_message(response)}", status=status)
+
+
+def _auth(options: ApiOptions) -> AuthConfigBase:
+    """dlt's auth for the scheme: OpenAI's bearer key, or Azure's `api-key` header."""
+    if options.auth_scheme == "api-key":
+        return APIKeyAuth(name="api-key", api_key=options.api_key, location="header")
+    return BearerTokenAuth(options.api_key)
 
 
 class OpenAIRestClient(RESTClient):
@@ -112,15 +121,30 @@ class FineTuningApi:
             headers["OpenAI-Organization"] = options.organization
         if options.project:
             headers["OpenAI-Project"] = options.project
+        session = RetryingSession(
+            self.policy,
+            options.request_timeout,
+            self.gate,
+            on_retry=self.stats.count_retry,
+            on_rate_limit=self.stats.count_rate_limited,
+        )
+        if options.api_version:
+            # merged into every request the session prepares, pages and file contents alike
+            session.params = {"api-version": options.api_version}
         self._rest = OpenAIRestClient(
             base_url=self.base_url,
             headers=headers,
-            auth=BearerTokenAuth(options.api_key),
+            auth=_auth(options),
             paginator=OpenAICursorPaginator(),
             data_selector="data",
-            session=RetryingSession(self.policy, options.request_timeout, self.gate),
+            session=session,
         )
         self._hooks = {"response": [self._on_response]}
+        self._key_setting = (
+            f"sources.openai_fine_tuning.api_key or {ENV_AZURE_API_KEY} (sent as api-key)"
+            if options.auth_scheme == "api-key"
+            else f"sources.openai_fine_tuning.api_key or {ENV_API_KEY}"
+        )
 
     def endpoint(self, path: str) -> str:
         """`GET /v1/<path>`: how messages name a request, without host or credentials."""
@@ -130,7 +154,16 @@ class FineTuningApi:
         """Runs for every attempt: counts it, and ends the run on a final 4xx."""
         self.stats.count_request(self.gate.lowest_limit)
         if response.status_code >= 400 and not self.policy.should_retry(response):
-            raise _error_for(response)
+            if response.status_code == 404 and urlsplit(response.url).path.endswith(
+                "/" + JOBS_PATH
+            ):
+                # the list of jobs always exists: a 404 there means a wrong base URL
+                raise ConfigurationError(
+                    f"{endpoint_of(response)} answered 404 ({api_message(response)}): no"
+                    f" fine-tuning API under the base URL {redact_url(self.base_url)!r}; OpenAI's"
+                    " ends in /v1 (sources.openai_fine_tuning.base_url or OPENAI_BASE_URL)"
+                )
+            raise _error_for(response, self._key_setting)
 
     def iter_pages(self, path: str) -> Iterator[List[Dict[str, Any]]]:
         """Pages of a list endpoint, newest first; stop consuming to stop requesting."""

@@ -17,6 +17,8 @@ Layout of `source_state()["jobs_ledger"]` (version 2):
 - `listed_through`: the newest job `created_at` a listing saw: a later listing can stop once
   it has passed it and seen every job some selected resource still needs.
 - `started`: resources that ran at least once (their tables were created).
+- `target`: `{"digest", "description"}` of the destination and API identity the state belongs
+  to (`StateOwner`), when the caller says.
 
 A job is skipped only by the resources settled for it: running `checkpoints` alone never
 hides a job from `jobs` or `events` later. A cursor per job (rather than one for all, as a
@@ -29,13 +31,38 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+from .errors import ConfigurationError
 
 VERSION = 2
 # State written before per-resource settling (jobs and checkpoints only): its settled jobs
 # are settled for `checkpoints` only, so `jobs` writes their final row once more after an
 # upgrade (a checkpoints-only run used to settle jobs the `jobs` table never got).
 _V1_SETTLED = ("checkpoints",)
+
+
+@dataclass
+class StateOwner:
+    """The target (destination and API identity) a run's state must belong to; filled by the
+    caller before extraction starts. `digest` None: not checked."""
+
+    digest: Optional[str] = None
+    description: str = ""
+
+    def claim(self, state: Dict[str, Any]) -> None:
+        """Records the owner in a new state; refuses a state recorded for another target."""
+        if self.digest is None:
+            return
+        recorded = state.get("target")
+        if recorded and recorded.get("digest") != self.digest:
+            raise ConfigurationError(
+                f"This pipeline's state belongs to another target ({recorded.get('description')}),"
+                f" not {self.description}: give this target its own --pipeline-name or"
+                " --pipelines-dir (or leave --pipeline-name unset: the default is per target)"
+            )
+        state["target"] = {"digest": self.digest, "description": self.description}
 
 
 def fingerprint(record: Dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Union
 
 from .errors import ConfigurationError
 from .settings import (
+    AUTH_SCHEMES,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_BASE_URL,
@@ -25,8 +26,12 @@ class ApiOptions:
     """How to reach the API and how hard to try: built once, checked once, passed as one.
 
     Args:
-        api_key: Bearer token (never shown by `repr`).
+        api_key: The key or token (never shown by `repr`).
         base_url: API root, e.g. `https://api.openai.com/v1`.
+        auth_scheme: `bearer` (`Authorization: Bearer <api_key>`) or `api-key` (Azure's
+            `api-key: <api_key>` header).
+        api_version: Sent as the `api-version` query parameter of every request (Azure's
+            dated API versions); None sends none.
         organization: Sent as `OpenAI-Organization` when set.
         project: Sent as `OpenAI-Project` when set.
         page_size: `limit` of every list request, 1..100.
@@ -43,6 +48,8 @@ class ApiOptions:
 
     api_key: str = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
+    auth_scheme: str = "bearer"
+    api_version: Optional[str] = None
     organization: Optional[str] = None
     project: Optional[str] = None
     page_size: int = DEFAULT_PAGE_SIZE
@@ -54,6 +61,10 @@ class ApiOptions:
     max_requests_per_second: Optional[float] = None
 
     def __post_init__(self) -> None:
+        if self.auth_scheme not in AUTH_SCHEMES:
+            raise ConfigurationError(
+                f"auth_scheme must be one of {', '.join(AUTH_SCHEMES)}, got {self.auth_scheme!r}"
+            )
         if isinstance(self.page_size, bool) or not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(
                 f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {self.page_size!r}"

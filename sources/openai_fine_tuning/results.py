@@ -13,9 +13,9 @@ import binascii
 import csv
 import io
 import tempfile
-import time
 from typing import IO, Any, Dict, Iterator, List, Optional
 
+from . import stopping
 from .client import FineTuningApi
 from .errors import UpstreamError
 from .retry import RETRY_EXCEPTIONS
@@ -103,7 +103,7 @@ def download_csv(api: FineTuningApi, file_id: str) -> Optional[IO[bytes]]:
                     f"{api.endpoint(f'{FILES_PATH}/{file_id}/content')} failed after {attempt}"
                     " attempts: connection dropped mid-response"
                 ) from None
-            time.sleep(api.policy.delay(attempt))
+            stopping.wait(api.policy.delay(attempt))
             continue
         except BaseException:
             spool.close()

@@ -17,6 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError
 
+from . import stopping
 from .errors import UpstreamError
 from .responses import api_message
 from .throttle import RequestGate
@@ -126,11 +127,20 @@ class RetryingSession(requests.Session):
         gate: Bounds requests in flight; told about 429s and successes.
     """
 
-    def __init__(self, policy: RetryPolicy, timeout: float, gate: RequestGate) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        timeout: float,
+        gate: RequestGate,
+        on_retry: Callable[[], None] = lambda: None,
+        on_rate_limit: Callable[[Optional[float]], None] = lambda until: None,
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.timeout = timeout
         self.gate = gate
+        self._on_retry = on_retry  # before each retry
+        self._on_rate_limit = on_rate_limit  # each 429, with the pause's end (monotonic)
         # one keep-alive connection per request the gate lets through at once
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=gate.max_concurrency)
         self.mount("http://", adapter)
@@ -154,12 +164,16 @@ class RetryingSession(requests.Session):
                         f"{endpoint} failed after {tries} attempts: {_reason(error)}"
                         f" ({_origin(request.url or '')})"
                     ) from None
-                time.sleep(self.policy.delay(attempt))
+                self._on_retry()
+                stopping.wait(self.policy.delay(attempt))
                 continue
             server_delay = None
             if response.status_code == 429:
                 server_delay = self.policy.server_delay(response)
                 self.gate.rate_limited(server_delay)
+                self._on_rate_limit(
+                    None if server_delay is None else time.monotonic() + server_delay
+                )
                 paced = self.gate.succeeded_within(PACED_WINDOW)
                 if paced and tries < PACED_TRIES_FACTOR * max_attempts:
                     attempt -= 1
@@ -174,6 +188,7 @@ class RetryingSession(requests.Session):
                     status=response.status_code,
                 )
             response.close()
+            self._on_retry()
             if server_delay is None or response.status_code != 429:
-                time.sleep(self.policy.delay(attempt, response))
+                stopping.wait(self.policy.delay(attempt, response))
             # else: the gate holds every request start until the server's time

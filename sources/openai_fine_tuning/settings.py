@@ -68,3 +68,14 @@ CHECKPOINT_METRICS = (
     "full_valid_loss",
     "full_valid_mean_token_accuracy",
 )
+
+# Azure OpenAI (Microsoft Foundry): same endpoints under the resource's /openai/v1 (or the dated
+# /openai with ?api-version=), key in an `api-key` header; the Azure SDK's environment variables.
+API_TYPES = ("openai", "azure")
+AZURE_V1_PATH = "/openai/v1"
+AZURE_DATED_PATH = "/openai"
+ENV_AZURE_API_KEY = "AZURE_OPENAI_API_KEY"
+ENV_AZURE_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
+ENV_AZURE_AD_TOKEN = "AZURE_OPENAI_AD_TOKEN"
+ENV_API_VERSION = "OPENAI_API_VERSION"
+AUTH_SCHEMES = ("bearer", "api-key")

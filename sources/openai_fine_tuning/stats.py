@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,31 @@ class RunStats:
         self.missing_files: List[str] = []
         self.skipped: Counter[str] = Counter()  # table -> items that could not make a row
         self.unreadable_files: List[UnreadableFile] = []
+        # which account the data comes from (base URL, organization, project), for the target
+        self.api_identity: Dict[str, Any] = {}
+        self.retries = 0
+        self.rate_limited = 0  # 429 answers
+        self.rows: Counter[str] = Counter()  # table -> rows extracted so far (progress)
+        self.jobs_done: Counter[str] = Counter()  # resource -> jobs it finished (progress)
+        self.paused_until = 0.0  # time.monotonic() until which a 429 holds every request
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count_rate_limited(self, pause_until: Optional[float]) -> None:
+        with self._lock:
+            self.rate_limited += 1
+            if pause_until is not None:
+                self.paused_until = max(self.paused_until, pause_until)
+
+    def count_rows(self, table: str, rows: int) -> None:
+        with self._lock:
+            self.rows[table] += rows
+
+    def count_job_done(self, resource: str) -> None:
+        with self._lock:
+            self.jobs_done[resource] += 1
 
     def count_request(self, concurrency: Optional[int] = None) -> None:
         with self._lock:

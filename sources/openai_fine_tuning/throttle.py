@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from . import stopping
+
 
 class RequestGate:
     """Bounds concurrent requests with additive increase / multiplicative decrease (AIMD).
@@ -31,7 +33,7 @@ class RequestGate:
         max_requests_per_second: Optional[float] = None,
         cooldown: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stopping.wait,
     ) -> None:
         self.max_concurrency = max_concurrency
         self.limit = float(max_concurrency)
@@ -50,7 +52,8 @@ class RequestGate:
     def __enter__(self) -> RequestGate:
         with self._condition:
             while self.in_flight >= int(self.limit):
-                self._condition.wait()
+                self._condition.wait(timeout=0.2)  # and look up: the run may be stopping
+                self._sleep(0)
             self.in_flight += 1
             start_at = max(self._clock(), self._next_start, self._paused_until)
             self._next_start = start_at + self._interval

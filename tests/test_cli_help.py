@@ -1,0 +1,94 @@
+"""The command line explains itself: defaults, environment, exit codes, version, usage."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from importlib import metadata
+
+import dlt
+import pytest
+
+from pipelines.cli import main
+from pipelines.cli_parser import parser
+
+COMMANDS = ("load", "sql", "report", "demo", "sandbox")
+EXIT_LINES = ("0 success", "2 configuration or input", "130 interrupted (SIGINT)", "143 terminated")
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_every_default_and_the_exit_codes(command, capsys):
+    text = _help(capsys, command)
+    packed = "".join(text.split())  # help wraps long values anywhere
+    _, commands = parser()
+    shown = 0
+    for action in commands[command]._actions:
+        default = action.default
+        if action.help and default not in (None, False, argparse.SUPPRESS, []):
+            assert f"default:{default}".replace(" ", "") in packed, action.dest
+            shown += 1
+    assert shown >= 2
+    for line in EXIT_LINES:
+        assert line in text
+
+
+@pytest.mark.parametrize("command", ["load", "sql", "report"])
+def test_help_names_the_environment_variables(command, capsys):
+    text = _help(capsys, command)
+    assert "DESTINATION__<NAME>__CREDENTIALS" in text
+    if command == "load":
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "OPENAI_ORG_ID"):
+            assert name in text
+
+
+def test_load_help_shows_the_wait_timeout_and_pipeline_name_defaults(capsys):
+    text = _help(capsys, "load")
+    assert "how long --wait waits before giving up (default: 600)" in text
+    assert "(default: openai_fine_tuning_ plus a digest of the destination target" in text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    own = metadata.version("dlt-openai-fine-tuning")
+    assert capsys.readouterr().out == f"openai-ft {own} (dlt {dlt.__version__})\n"
+
+
+def test_a_mistyped_flag_prints_the_subcommand_usage(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["load", "--duckdb-pth", "x.duckdb"])
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == ""
+    assert lines[0].startswith("usage: openai-ft load [-h]")
+    assert lines[-1] == "openai-ft load: error: unrecognized arguments: --duckdb-pth x.duckdb"
+
+
+def test_progress_line_on_stderr_when_asked(cli, sandbox, world):
+    sandbox.latency = 0.3  # the run lasts a few of the line's half-second updates
+    code, out, err = cli("--progress")
+    assert code == 0
+    updates = [part.strip() for part in err.split("\r") if part.strip()]
+    assert updates, "no progress line"
+    line = re.compile(
+        r"jobs (\d+)/(\d+) · (\w+ [\d,]+ · )*requests [\d,]+( \(\d+ retried\))? · \d+ s"
+    )
+    matches = [line.fullmatch(update) for update in updates]
+    assert all(matches), updates
+    jobs = len(world.truth_jobs())
+    assert all(int(m.group(1)) <= int(m.group(2)) <= jobs for m in matches)
+
+
+def test_no_progress_line_when_not_asked_and_not_a_terminal(cli, sandbox):
+    sandbox.latency = 0.1
+    code, out, err = cli()
+    assert (code, err) == (0, "")
