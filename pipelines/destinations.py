@@ -140,8 +140,8 @@ def rows_written(
     pipeline: dlt.Pipeline, load_ids: Iterable[str], extracted: Dict[str, int]
 ) -> Dict[str, int]:
     """Rows each table holds from this run's loads (merged rows counted once), from the
-    destination; the normalized counts where it has no SQL or for nested tables (they carry
-    no load id)."""
+    destination: root tables by their load id, nested tables (which carry none) through their
+    root row. Normalized counts where the destination has no SQL."""
     ids = sorted(set(load_ids))
     rows = {name: extracted.get(name, 0) for name in TABLES}
     rows.update(
@@ -151,17 +151,33 @@ def rows_written(
     )
     if not ids or pipeline.destination.destination_name == "filesystem":
         return rows
-    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+    from dlt.common.schema.utils import get_root_table
+    from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
+    schema = pipeline.default_schema
     marks = ", ".join(["%s"] * len(ids))
     with pipeline.sql_client() as client:
-        for name in TABLES:
-            table = client.make_qualified_table_name(name)
-            try:
-                result = client.execute_sql(
-                    f"SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})", *ids
+        for table in schema.data_tables():
+            name = table["name"]
+            root = get_root_table(schema.tables, name)["name"]
+            qualified = client.make_qualified_table_name(name)
+            if root == name:
+                query = f"SELECT count(*) FROM {qualified} WHERE _dlt_load_id IN ({marks})"
+            else:  # merge keeps nested rows only for their current root row
+                query = (
+                    f"SELECT count(*) FROM {qualified} AS n JOIN"
+                    f" {client.make_qualified_table_name(root)} AS r"
+                    f" ON n._dlt_root_id = r._dlt_id WHERE r._dlt_load_id IN ({marks})"
                 )
+            try:
+                result = client.execute_sql(query, *ids)
             except DatabaseUndefinedRelation:  # never created: its resource never ran
                 continue
-            rows[name] = int(result[0][0]) if result else 0
+            except DatabaseException:  # a counting problem must not fail a loaded run
+                continue  # the normalized count stays
+            count = int(result[0][0]) if result else 0
+            if count or name in TABLES:
+                rows[name] = count
+            else:
+                rows.pop(name, None)
     return rows

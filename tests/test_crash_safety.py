@@ -157,6 +157,16 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
     assert summary.recovered_packages == 1
     assert not leftover.exists()
     assert_history_equal_truth(loader, world)
+    # rows written count the recovered package too (it holds everything but the jobs, which
+    # the first run wrote and the package only merged again unchanged)
+    written = {t: n for t, n in summary.rows.items() if t not in ("jobs", "files")}
+    assert written == {
+        "checkpoints": loader.count("checkpoints"),
+        "events": loader.count("events"),
+        "step_metrics": loader.count("step_metrics"),
+        "results": loader.count("results"),
+        "step_metrics__scores__graders": loader.count("step_metrics__scores__graders"),
+    }
 
 
 def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
