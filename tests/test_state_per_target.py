@@ -3,6 +3,8 @@ every target exact, because each gets its own pipeline (and state) by default.""
 
 from __future__ import annotations
 
+import pytest
+
 from pipelines.openai_fine_tuning_pipeline import load
 from tests.conftest import (
     API_KEY,
@@ -18,6 +20,7 @@ def _advance(world) -> None:
     world.add_job(status="running", checkpoints=1)
 
 
+@pytest.mark.postgres
 def test_duckdb_postgres_duckdb(sandbox, world, tmp_path, postgres_dsn, monkeypatch):
     """The failure a new user hit: PostgreSQL once, then DuckDB again with the same pipelines
     dir, used to leave DuckDB short of checkpoints and with stale job statuses."""
