@@ -39,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
 
         query = sys.stdin.read() if args.query == "-" else args.query
         names, rows = run_query(query, args.destination, args.duckdb_path, args.dataset)
-        print(render(names, rows, args.output))
+        try:
+            print(render(names, rows, args.output), flush=True)
+        except BrokenPipeError:  # `openai-ft sql ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if args.command == "report":
         from pipelines.openai_fine_tuning_pipeline import existing_pipeline

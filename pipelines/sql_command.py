@@ -13,8 +13,9 @@ from typing import Any, List, Sequence, Tuple
 
 from tabulate import tabulate
 
+from pipelines.guards import DestinationError
 from pipelines.openai_fine_tuning_pipeline import existing_pipeline
-from sources.openai_fine_tuning.errors import ConfigurationError
+from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 
 FORMATS = ("table", "csv", "json")
 
@@ -33,6 +34,7 @@ def run_query(
     if not query.strip():
         raise ConfigurationError("No query: pass it as an argument or on standard input")
     pipeline = existing_pipeline(destination, duckdb_path, dataset)
+    from dlt.common.configuration.exceptions import ConfigurationException
     from dlt.common.destination.exceptions import SqlClientNotAvailable
     from dlt.destinations.exceptions import DatabaseException
 
@@ -49,6 +51,14 @@ def run_query(
     except DatabaseException as error:
         message = " ".join(str(error).split())
         raise QueryError(f"The query failed: {message[:500]}") from None
+    except Exception as error:  # the driver failed before the query: connection, credentials
+        if isinstance(error, (ConfigurationException, FineTuningSourceError)):
+            raise  # missing configuration: exit 2, said by the CLI
+        message = " ".join(str(error).split())
+        raise DestinationError(
+            f"Could not query the {destination} destination: {type(error).__name__}:"
+            f" {message[:300]}"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -22,7 +22,7 @@ from pipelines.openai_fine_tuning_pipeline import TABLES
 from tests.conftest import API_KEY, TERMINAL, Loader, assert_history_equal_truth
 
 STAGES = ("extract", "normalize", "load")
-TRIALS = 15  # 5 per stage
+TRIALS = 9  # 3 per stage
 
 
 def _markers(pipelines_dir: Path) -> dict:
@@ -129,8 +129,8 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
             assert loader.run().rows == dict.fromkeys(TABLES, 0), (trial, stage, settled)
     # the kills landed where intended (a run can finish a stage before the kill arrives)
     print(f"SIGKILLs per stage: {dict(killed)}; packages finished by the next run: {recovered}")
-    assert sum(killed.values()) >= 14 and all(killed[s] >= 4 for s in STAGES), killed
-    assert recovered >= 3  # the recovery path ran
+    assert sum(killed.values()) >= 8 and all(killed[s] >= 2 for s in STAGES), killed
+    assert recovered >= 1  # the recovery path ran
 
 
 def test_half_deleted_extracted_package_is_dropped(loader, world):

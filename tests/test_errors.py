@@ -66,6 +66,12 @@ def test_page_size_out_of_range(cli, size):
     )
 
 
+def test_negative_wait_timeout(cli, sandbox):
+    code, _, err = cli("--wait", "--wait-timeout", "-5")
+    assert code == 2 and sandbox.stats.total == 0
+    assert _only_line(err) == "openai-ft: error: --wait-timeout must be 0 or more seconds, got -5.0"
+
+
 def test_page_size_from_config_out_of_range(cli):
     code, _, err = cli(env={"SOURCES__OPENAI_FINE_TUNING__PAGE_SIZE": "500"})
     assert code == 2 and "page_size must be between 1 and 100, got 500" in err
@@ -84,6 +90,23 @@ def test_invalid_base_url(cli, url):
 def test_base_url_credentials_are_redacted(cli):
     code, _, err = cli(env={"OPENAI_BASE_URL": "ftp://user:hunter2secret@example.com/v1"})
     assert code == 2 and "hunter2secret" not in err and "***@example.com" in err
+
+
+def test_base_url_with_a_query_string_is_refused_and_its_key_kept_out(cli, sandbox, tmp_path):
+    secret = "sk-querysecret-5f4e3d"
+    url = f"{sandbox.base_url}?api_key={secret}"
+    code, out, err = cli(env={"OPENAI_BASE_URL": url})
+    assert code == 2
+    line = _only_line(err)
+    assert line.startswith("openai-ft: error: Invalid base URL ") and secret not in out + err
+    assert line.endswith(
+        ": it must not carry a query string or fragment; put the key in"
+        " sources.openai_fine_tuning.api_key (or OPENAI_API_KEY) and the Azure API version in"
+        " api_version"
+    )
+    assert sandbox.stats.total == 0
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in written if secret.encode() in p.read_bytes()]
 
 
 def test_connection_refused(cli, unused_port):

@@ -12,7 +12,7 @@ from fake_openai.faults import FaultPlan
 from pipelines.exits import explain
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
-SEEDS = range(32)
+SEEDS = range(20)
 FAST_RETRIES = {"max_attempts": 6, "backoff_base": 0.001, "backoff_max": 0.004}
 
 

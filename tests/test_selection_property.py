@@ -11,7 +11,7 @@ import pytest
 from fake_openai import FineTuningWorld, SandboxServer
 from tests.conftest import API_KEY, RESOURCES, Loader, assert_history_equal_truth
 
-SEEDS = range(12)
+SEEDS = range(8)
 
 
 def _advance(world: FineTuningWorld, rng: random.Random) -> None:

@@ -116,3 +116,39 @@ def test_empty_query_is_exit_2(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == (
         "openai-ft: error: No query: pass it as an argument or on standard input"
     )
+
+
+def test_output_cut_short_by_head_is_not_an_error(loaded):
+    """`openai-ft sql ... | head -1`: the closed pipe ends the output, with exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    target, jobs = loaded
+    options = target.load_options()
+    command = [sys.executable, "-m", "pipelines.cli", "sql", "SELECT * FROM events"]
+    command += ["--destination", target.name, "--dataset", target.dataset]
+    command += ["--duckdb-path", options["duckdb_path"], "--format", "csv"]
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    writer = subprocess.run(command, stdout=reader.stdin, stderr=subprocess.PIPE, env=os.environ)
+    reader.stdin.close()
+    first = reader.stdout.read().decode()
+    reader.wait()
+    assert writer.returncode == 0 and writer.stderr == b""
+    assert first.startswith("id,") and first.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_wrong_destination_password_is_exit_5_and_one_line(postgres_dsn, capsys, monkeypatch):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_dsn)
+    wrong = parts._replace(netloc=f"{parts.username}:wrong-pw-3c2b1a@{parts.hostname}:{parts.port}")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", wrong.geturl())
+    code = main(["sql", "SELECT 1", "--destination", "postgres"])
+    err = capsys.readouterr().err.strip()
+    assert code == 5 and len(err.splitlines()) == 1 and "wrong-pw-3c2b1a" not in err
+    assert err.startswith(
+        "openai-ft: error: Could not query the postgres destination: OperationalError:"
+    )
+    assert "password authentication failed" in err

@@ -111,6 +111,12 @@ class FineTuningApi:
                 " http(s)://host[:port]/path (sources.openai_fine_tuning.base_url or"
                 " OPENAI_BASE_URL)"
             )
+        if parts.query or parts.fragment:  # a key there would be sent and stored in URLs
+            raise ConfigurationError(
+                f"Invalid base URL {redact_url(options.base_url)!r}: it must not carry a query"
+                " string or fragment; put the key in sources.openai_fine_tuning.api_key (or"
+                " OPENAI_API_KEY) and the Azure API version in api_version"
+            )
         self.options = options
         self.base_url = options.base_url.rstrip("/")
         self.stats = stats if stats is not None else RunStats()
