@@ -12,7 +12,7 @@ import duckdb
 import filelock
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
-from sources.openai_fine_tuning.errors import FineTuningSourceError
+from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 
 
 class DestinationError(FineTuningSourceError):
@@ -105,6 +105,8 @@ def run_lock(
         timeout: Seconds to wait at most.
         notify: Told once when the run starts waiting.
     """
+    if not timeout >= 0:  # also NaN; checked here, where every caller's timeout starts
+        raise ConfigurationError(f"--wait-timeout must be 0 or more seconds, got {timeout}")
     directory = Path(pipelines_dir or get_dlt_pipelines_dir())
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{pipeline_name}.run.lock"

@@ -39,7 +39,6 @@ from pipelines.targets import (  # noqa: E402
     target_digest,
 )
 from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning  # noqa: E402
-from sources.openai_fine_tuning.errors import ConfigurationError  # noqa: E402
 from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
 from sources.openai_fine_tuning.stopping import clear_stop  # noqa: E402
 
@@ -119,10 +118,6 @@ def load(
     uncompressed_extract_files()
     owner = StateOwner()
     try:
-        if not wait_timeout >= 0:  # also NaN
-            raise ConfigurationError(
-                f"--wait-timeout must be 0 or more seconds, got {wait_timeout}"
-            )
         source = openai_fine_tuning(stats=stats, state_owner=owner, **source_options)
         target = destination_identity(destination, duckdb_path, dataset)
         owner.digest = target_digest(target, stats.api_identity)

@@ -13,6 +13,7 @@ from typing import Any, List, Sequence, Tuple
 
 from tabulate import tabulate
 
+from pipelines.exits import one_line
 from pipelines.guards import DestinationError
 from pipelines.openai_fine_tuning_pipeline import existing_pipeline
 from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
@@ -49,15 +50,13 @@ def run_query(
             f"The {destination} destination has no SQL client to run queries on"
         ) from None
     except DatabaseException as error:
-        message = " ".join(str(error).split())
-        raise QueryError(f"The query failed: {message[:500]}") from None
+        raise QueryError(f"The query failed: {one_line(str(error))[:500]}") from None
     except Exception as error:  # the driver failed before the query: connection, credentials
         if isinstance(error, (ConfigurationException, FineTuningSourceError)):
             raise  # missing configuration: exit 2, said by the CLI
-        message = " ".join(str(error).split())
         raise DestinationError(
             f"Could not query the {destination} destination: {type(error).__name__}:"
-            f" {message[:300]}"
+            f" {one_line(str(error))[:300]}"
         ) from None
 
 
