@@ -199,7 +199,10 @@ class SandboxServer:
         self.limiter = TokenBucket(rps, burst) if rps else None
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # a short poll: stop() waits for the loop to notice, once per test that uses a sandbox
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
@@ -21,6 +22,7 @@ from pipelines.destinations import (  # noqa: E402
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
     describe_destination,
+    duckdb_file_open,
     existing_pipeline,
     fastest_file_format,
     make_pipeline,
@@ -51,6 +53,10 @@ __all__ = [
 ]
 
 NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
+# Below this much extracted data, normalize in this process: forking the pool and polling it
+# costs ~0.4 s, what a worker takes for ~3 MB (bench/NOTES.md), and most scheduled runs bring
+# far less
+PARALLEL_NORMALIZE_BYTES = 4 * 1024 * 1024
 LEDGER_PATH = ("sources", "openai_fine_tuning", "jobs_ledger")
 
 
@@ -67,6 +73,17 @@ def _job_counts(pipeline: dlt.Pipeline) -> tuple[Optional[int], Optional[int]]:
         return None, None
     settled = sum(len(ids) for ids in (state.get("settled") or {}).values())
     return len(state.get("open") or {}), settled
+
+
+def normalize_workers(pipeline: dlt.Pipeline) -> int:
+    """Worker processes for normalizing what extraction left: 1 for little data, else 2
+    (`normalize.workers` in dlt config, e.g. NORMALIZE__WORKERS, decides when set)."""
+    configured = dlt.config.get("normalize.workers")
+    if configured is not None:
+        return max(1, int(configured))
+    extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
+    size = sum(f.stat().st_size for f in extracted.glob("*/new_jobs/*") if f.is_file())
+    return NORMALIZE_WORKERS if size >= PARALLEL_NORMALIZE_BYTES else 1
 
 
 def load(
@@ -135,7 +152,8 @@ def load(
                 wait_for_duckdb_file(duckdb_path, wait, wait_timeout, notify)
             # A killed run may have left packages (rows + the ledger they advance). dlt's run()
             # would load them and skip extraction: finish them first, then extract as usual.
-            recovered = finish_interrupted_run(pipeline)
+            with duckdb_file_open(destination, duckdb_path):
+                recovered = finish_interrupted_run(pipeline)
             summary.recovered_packages = len(recovered)
             # extract, normalize, load as run() does, but with dlt's extract pool sized to our
             # workers (each job's pages are read in that pool, and enough jobs are queued to
@@ -148,15 +166,16 @@ def load(
                 max_parallel_items=4 * workers,
                 loader_file_format=fastest_file_format(pipeline),
             )
-            pipeline.normalize(workers=NORMALIZE_WORKERS)
-            info = pipeline.load()
-            summary.views = refresh_views(pipeline)
-            # still under the lock: counting opens the destination, which the next run may
-            # be waiting to use (a DuckDB file takes one writer process at a time)
-            normalize_info = pipeline.last_trace.last_normalize_info
-            extracted = dict(normalize_info.row_counts) if normalize_info else {}
-            summary.load_ids = [*recovered, *info.loads_ids]
-            summary.rows = rows_written(pipeline, summary.load_ids, extracted)
+            pipeline.normalize(workers=normalize_workers(pipeline))
+            with duckdb_file_open(destination, duckdb_path):
+                info = pipeline.load()
+                summary.views = refresh_views(pipeline)
+                # still under the lock: counting opens the destination, which the next run
+                # may be waiting to use (a DuckDB file takes one writer process at a time)
+                normalize_info = pipeline.last_trace.last_normalize_info
+                extracted = dict(normalize_info.row_counts) if normalize_info else {}
+                summary.load_ids = [*recovered, *info.loads_ids]
+                summary.rows = rows_written(pipeline, summary.load_ids, extracted)
             summary.open_jobs, summary.settled_jobs = _job_counts(pipeline)
         summary.info = info
         return summary

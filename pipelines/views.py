@@ -242,11 +242,19 @@ def view_statements(
 def create_views(pipeline: dlt.Pipeline) -> List[str]:
     """(Re)creates the views in the pipeline's dataset; returns their names.
 
-    Nothing happens on destinations without a lasting SQL schema (plain `filesystem`).
+    Nothing happens on destinations without a lasting SQL schema: plain `filesystem`, whose
+    SQL client is an in-memory DuckDB over the files (views made there vanish with the
+    process), and destinations with no SQL client at all.
     """
-    if not _has_sql(pipeline):
+    from dlt.common.destination.exceptions import SqlClientNotAvailable
+
+    if pipeline.destination.destination_name == "filesystem":
         return []
-    with pipeline.sql_client() as client:
+    try:
+        sql_client = pipeline.sql_client()
+    except SqlClientNotAvailable:
+        return []
+    with sql_client as client:
         dialect = client.capabilities.sqlglot_dialect or "duckdb"
         names = [*COLUMNS, *VIEWS]
         qualify = {name: client.make_qualified_table_name(name) for name in names}
@@ -261,17 +269,3 @@ def create_views(pipeline: dlt.Pipeline) -> List[str]:
         for statement in view_statements(tables, qualify, dialect):
             client.execute_sql(statement)
     return list(VIEWS)
-
-
-def _has_sql(pipeline: dlt.Pipeline) -> bool:
-    """A destination that keeps views: not plain `filesystem`, whose SQL client is an
-    in-memory DuckDB over the files (views made there vanish with the process)."""
-    from dlt.common.destination.exceptions import SqlClientNotAvailable
-
-    if pipeline.destination.destination_name == "filesystem":
-        return False
-    try:
-        with pipeline.sql_client():
-            return True
-    except SqlClientNotAvailable:
-        return False

@@ -6,9 +6,10 @@ import json
 import math
 import os
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import duckdb
 import pytest
@@ -82,10 +83,25 @@ class Loader:
             duckdb_path=str(self.duckdb_path), pipelines_dir=str(self.pipelines_dir), **options
         )
 
+    connection: Optional[duckdb.DuckDBPyConnection] = None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """The queries inside share one read-only connection (DuckDB takes ~40 ms to open a
+        file); a load must not run inside, it needs the file."""
+        if self.connection is not None:
+            yield
+            return
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as self.connection:
+            try:
+                yield
+            finally:
+                self.connection = None
+
     def query(self, sql: str) -> List[Dict[str, Any]]:
         """Rows as dicts; `{dataset}` in the SQL is the dataset."""
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            cursor = con.execute(sql.format(dataset=DATASET))
+        with self.reading():
+            cursor = self.connection.execute(sql.format(dataset=DATASET))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -93,8 +109,7 @@ class Loader:
         return self.query(f"SELECT * FROM {{dataset}}.{table} ORDER BY {order}")
 
     def count(self, table: str) -> int:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            return con.execute(f"SELECT count(*) FROM {DATASET}.{table}").fetchone()[0]
+        return self.query(f"SELECT count(*) AS n FROM {{dataset}}.{table}")[0]["n"]
 
 
 @pytest.fixture
@@ -345,9 +360,10 @@ def assert_history_equal_truth(
     resources: Sequence[str] = RESOURCES,
 ) -> None:
     """Every table of the resources equals the sandbox's truth, ids and values."""
-    for resource in resources:
-        for check in TABLE_CHECKS[resource]:
-            check(loader, world, only)
+    with loader.reading():
+        for resource in resources:
+            for check in TABLE_CHECKS[resource]:
+                check(loader, world, only)
 
 
 def first_load_routes(world: FineTuningWorld, page_size: int = 100) -> Dict[str, int]:
@@ -441,6 +457,7 @@ class Target:
     dataset: str
     tmp_path: Path
     duckdb_file: str = "ft.duckdb"
+    client: Any = None
 
     @property
     def duckdb_path(self) -> Path:
@@ -466,11 +483,23 @@ class Target:
     def count(self, table: str) -> int:
         return self.query(f"SELECT count(*) AS n FROM {{dataset}}.{table}")[0]["n"]
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """The queries inside share one SQL client (and its connection); no load inside."""
+        if self.client is not None:
+            yield
+            return
+        with self.pipeline().sql_client() as self.client:
+            try:
+                yield
+            finally:
+                self.client = None
+
     def query(self, sql: str) -> List[Dict[str, Any]]:
         """Rows as dicts; `{dataset}` in the SQL is the qualified dataset name."""
-        with self.pipeline().sql_client() as client:
-            dataset = client.make_qualified_table_name("x").rsplit(".", 1)[0]
-            with client.execute_query(sql.format(dataset=dataset)) as cursor:
+        with self.reading():
+            dataset = self.client.make_qualified_table_name("x").rsplit(".", 1)[0]
+            with self.client.execute_query(sql.format(dataset=dataset)) as cursor:
                 names = [d[0] for d in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

@@ -95,6 +95,8 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
         sandbox.latency = 0.003  # extraction takes a moment, as over a network
         loader = Loader(sandbox, tmp_path)
         env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": sandbox.base_url}
+        # normalize in worker processes, as a large load does: they must not outlive a kill
+        env["NORMALIZE__WORKERS"] = "2"
         command = [
             sys.executable,
             "-m",

@@ -170,3 +170,30 @@ def test_empty_organization_creates_every_table(tmp_path):
             "files": len(referenced_file_ids(world)),
         }
         assert_history_equal_truth(loader, world)
+
+
+def test_normalize_forks_workers_only_for_a_large_extraction(tmp_path, monkeypatch):
+    """Forking dlt's normalize pool costs more than a small extraction takes to normalize."""
+    import os
+    from pathlib import Path
+
+    from pipelines.openai_fine_tuning_pipeline import (
+        PARALLEL_NORMALIZE_BYTES,
+        make_pipeline,
+        normalize_workers,
+    )
+
+    pipeline = make_pipeline(
+        duckdb_path=str(tmp_path / "ft.duckdb"), pipelines_dir=str(tmp_path / "p")
+    )
+    new_jobs = Path(pipeline.working_dir) / "normalize" / "extracted" / "1795000000.1" / "new_jobs"
+    new_jobs.mkdir(parents=True)
+    assert normalize_workers(pipeline) == 1
+    (new_jobs / "events.1.jsonl").write_bytes(b"x" * (PARALLEL_NORMALIZE_BYTES - 1))
+    assert normalize_workers(pipeline) == 1
+    (new_jobs / "checkpoints.2.jsonl").write_bytes(b"x")
+    assert normalize_workers(pipeline) == min(2, os.cpu_count() or 1)
+    monkeypatch.setenv("NORMALIZE__WORKERS", "1")  # dlt config decides when set
+    assert normalize_workers(pipeline) == 1
+    monkeypatch.setenv("NORMALIZE__WORKERS", "3")
+    assert normalize_workers(pipeline) == 3

@@ -19,16 +19,18 @@ def _run(target, sandbox, **options):
 
 
 def assert_views_equal_truth(target, world, with_events: bool = True) -> None:
-    curves = {
-        (r["fine_tuning_job_id"], r["step"]): r
-        for r in target.query("SELECT * FROM {dataset}.training_curves")
-    }
+    with target.reading():
+        curves = {
+            (r["fine_tuning_job_id"], r["step"]): r
+            for r in target.query("SELECT * FROM {dataset}.training_curves")
+        }
+        best = {
+            r["fine_tuning_job_id"]: r
+            for r in target.query("SELECT * FROM {dataset}.best_checkpoints")
+        }
+        summary = {r["id"]: _epochs(r) for r in target.query("SELECT * FROM {dataset}.job_summary")}
     assert curves == views_truth.training_curves(world, with_events)
-    best = {
-        r["fine_tuning_job_id"]: r for r in target.query("SELECT * FROM {dataset}.best_checkpoints")
-    }
     assert best == views_truth.best_checkpoints(world)
-    summary = {r["id"]: _epochs(r) for r in target.query("SELECT * FROM {dataset}.job_summary")}
     assert summary == views_truth.job_summary(world, with_events)
 
 
