@@ -50,9 +50,13 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+def default_world() -> FineTuningWorld:
+    return FineTuningWorld(seed=11, jobs=12, max_checkpoints=8)
+
+
 @pytest.fixture
 def world() -> FineTuningWorld:
-    return FineTuningWorld(seed=11, jobs=12, max_checkpoints=8)
+    return default_world()
 
 
 @pytest.fixture
@@ -504,7 +508,18 @@ class Target:
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def _drop_postgres_dataset(dsn: str, dataset: str) -> None:
+    import psycopg2
+
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        for schema in (dataset, f"{dataset}_staging"):
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=TARGETS)
 def target(request, tmp_path, monkeypatch):
     """Each test using it runs on DuckDB and on PostgreSQL."""
     if request.param == "duckdb":
@@ -514,11 +529,34 @@ def target(request, tmp_path, monkeypatch):
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
     dataset = f"ft_test_{uuid.uuid4().hex[:12]}"
     yield Target("postgres", dataset, tmp_path)
-    import psycopg2
+    _drop_postgres_dataset(dsn, dataset)
 
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        for schema in (dataset, f"{dataset}_staging"):
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+@pytest.fixture(scope="session")
+def _read_only_loads():
+    loads: Dict[str, Tuple[Target, FineTuningWorld]] = {}
+    yield loads
+    if "postgres" in loads:
+        _drop_postgres_dataset(os.environ[POSTGRES_ENV], loads["postgres"][0].dataset)
+
+
+@pytest.fixture(params=TARGETS)
+def loaded_target(request, _read_only_loads, tmp_path_factory, monkeypatch):
+    """(target, world): one complete load of the default world on DuckDB and on PostgreSQL,
+    made once per test process and shared by the tests that only read it (sql, report)."""
+    name = request.param
+    if name == "postgres":
+        monkeypatch.setenv(
+            "DESTINATION__POSTGRES__CREDENTIALS", request.getfixturevalue("postgres_dsn")
+        )
+    if name not in _read_only_loads:
+        world = default_world()
+        dataset = DATASET if name == "duckdb" else f"ft_test_{uuid.uuid4().hex[:12]}"
+        target = Target(name, dataset, tmp_path_factory.mktemp(f"read_only_{name}"))
+        with SandboxServer(world, api_key=API_KEY) as sandbox:
+            load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
+        _read_only_loads[name] = (target, world)
+    return _read_only_loads[name]
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from typing import Dict, List
 import pytest
 
 from pipelines.cli import main
-from pipelines.openai_fine_tuning_pipeline import load
-from tests.conftest import API_KEY
 
 
 class ReportParser(HTMLParser):
@@ -64,8 +62,13 @@ def _jobs_with_steps(world) -> List[str]:
 
 
 @pytest.fixture
-def report(target, sandbox, world, tmp_path, capsys):
-    load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
+def loaded_world(loaded_target):
+    return loaded_target[1]
+
+
+@pytest.fixture
+def report(loaded_target, capsys):
+    target = loaded_target[0]
 
     def run(*args):
         options = target.load_options()
@@ -83,7 +86,8 @@ def report(target, sandbox, world, tmp_path, capsys):
     return run
 
 
-def test_report_structure(report, world, tmp_path):
+def test_report_structure(report, loaded_world, tmp_path):
+    world = loaded_world
     out = tmp_path / "report.html"
     code, stdout, err = report("--out", str(out), "--charts", "5")
     assert code == 0 and err == ""
@@ -101,7 +105,8 @@ def test_report_structure(report, world, tmp_path):
     )
 
 
-def test_job_and_since_choose_what_is_shown(report, world, tmp_path):
+def test_job_and_since_choose_what_is_shown(report, loaded_world, tmp_path):
+    world = loaded_world
     with_steps = _jobs_with_steps(world)
     oldest = with_steps[-1]
     out = tmp_path / "r.html"

@@ -8,8 +8,6 @@ import json
 import pytest
 
 from pipelines.cli import main
-from pipelines.openai_fine_tuning_pipeline import load
-from tests.conftest import API_KEY
 
 QUERY = "SELECT id, status, trained_tokens, created_at FROM jobs ORDER BY id"
 
@@ -26,10 +24,9 @@ def _sql(target, capsys, *args, stdin=None, monkeypatch=None):
 
 
 @pytest.fixture
-def loaded(target, sandbox, world):
-    load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
-    jobs = sorted(world.truth_jobs(), key=lambda j: j["id"])
-    return target, jobs
+def loaded(loaded_target):
+    target, world = loaded_target
+    return target, sorted(world.truth_jobs(), key=lambda j: j["id"])
 
 
 def _iso(seconds):
