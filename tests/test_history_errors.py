@@ -87,59 +87,63 @@ def _b64(text: str) -> bytes:
     return base64.b64encode(text.encode())
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (b"c3RlcCx0cmFpbl9sb3Nz" + b"QUJDR", "not valid base64 ("),
-        (base64.b64encode(b"step,\xff\xfe\n1,2\n"), "not UTF-8 text"),
-        (_b64("hello,world\n1,2\n"), "not a results CSV: no 'step' column (header: hello, world)"),
-        (b"", "not a results CSV: no 'step' column (header: empty)"),
-        (
-            _b64("step,train_loss\n1,0.5,9\n"),
-            "not a results CSV: line 2 has 3 fields, the header 2",
-        ),
-        (
-            _b64("step,train_loss\n1,0.5\n2,abc\n"),
-            "not a results CSV: line 3, column 'train_loss' is not a number ('abc')",
-        ),
-        (b"step,train_loss\n1.5,0.5\n", "not a results CSV: line 2 has no whole 'step' ('1.5')"),
-    ],
-)
-def test_unreadable_results_file_is_named_and_tried_again(
-    cli, sandbox, world, tmp_path, content, reason
-):
-    job = _succeeded(world)
-    (file_id,) = job["result_files"]
-    good = world.file_content(file_id)
-    world.set_file_content(file_id, content)
+BROKEN_RESULTS = [
+    (b"c3RlcCx0cmFpbl9sb3Nz" + b"QUJDR", "not valid base64 ("),
+    (base64.b64encode(b"step,\xff\xfe\n1,2\n"), "not UTF-8 text"),
+    (_b64("hello,world\n1,2\n"), "not a results CSV: no 'step' column (header: hello, world)"),
+    (b"", "not a results CSV: no 'step' column (header: empty)"),
+    (_b64("step,train_loss\n1,0.5,9\n"), "not a results CSV: line 2 has 3 fields, the header 2"),
+    (
+        _b64("step,train_loss\n1,0.5\n2,abc\n"),
+        "not a results CSV: line 3, column 'train_loss' is not a number ('abc')",
+    ),
+    (b"step,train_loss\n1.5,0.5\n", "not a results CSV: line 2 has no whole 'step' ('1.5')"),
+]
+
+
+def test_unreadable_results_files_are_named_and_tried_again(cli, sandbox, world, tmp_path):
+    """Each way a results file can be unreadable, one per job, in one run."""
+    while sum(j["status"] == "succeeded" for j in world.truth_jobs()) < len(BROKEN_RESULTS):
+        world.add_job(status="succeeded", checkpoints=2)
+    jobs = [j for j in world.truth_jobs() if j["status"] == "succeeded"][: len(BROKEN_RESULTS)]
+    reasons, good = {}, {}
+    for job, (content, reason) in zip(jobs, BROKEN_RESULTS, strict=True):
+        (file_id,) = job["result_files"]
+        good[file_id] = world.file_content(file_id)
+        world.set_file_content(file_id, content)
+        reasons[file_id] = (job["id"], reason)
 
     code, out, err = cli()
 
     assert code == 0  # the rest of the run loaded
-    line = _only_line(err)
-    prefix = f"openai-ft: warning: results file {file_id!r} of job {job['id']!r} not loaded: "
-    assert line.startswith(prefix + reason), line
-    assert line.endswith("; it is tried again next run")
-    assert f"  {line.removeprefix('openai-ft: warning: ')}" in out.splitlines()
+    lines = err.splitlines()
+    assert len(lines) == len(reasons), err
+    for file_id, (job_id, reason) in reasons.items():
+        prefix = f"openai-ft: warning: results file {file_id!r} of job {job_id!r} not loaded: "
+        (line,) = [line for line in lines if line.startswith(prefix)]
+        assert line.startswith(prefix + reason), line
+        assert line.endswith("; it is tried again next run")
+        assert f"  {line.removeprefix('openai-ft: warning: ')}" in out.splitlines()
     loader = Loader(sandbox, tmp_path)
     loaded = {r["file_id"] for r in loader.rows("results", order="file_id, step")}
-    others = {r["file_id"] for r in world.truth_results()} - {file_id}
-    assert loaded == others
+    assert loaded == {r["file_id"] for r in world.truth_results()} - set(reasons)
     assert_history_equal_truth(loader, world, resources=("jobs", "checkpoints", "events", "files"))
 
-    # the next run asks for that file again (and only that), and loads it once it is good
+    # the next run asks for those files again (and only those), and loads them once good
     sandbox.stats.reset()
     code, _, err = cli()
-    assert code == 0 and err.startswith(prefix)
-    assert sandbox.stats.by_path[f"/v1/files/{file_id}/content"] == 1
-    world.set_file_content(file_id, good)
+    assert code == 0 and len(err.splitlines()) == len(reasons)
+    contents = {p: n for p, n in sandbox.stats.by_path.items() if p.endswith("/content")}
+    assert contents == {f"/v1/files/{file_id}/content": 1 for file_id in reasons}
+    for file_id, content in good.items():
+        world.set_file_content(file_id, content)
     code, _, err = cli()
     assert code == 0 and err == ""
-    # (its metadata was read once, ever: `bytes` still tells the broken size)
+    # (their metadata was read once, ever: `bytes` still tells the broken size)
     assert_history_equal_truth(loader, world, resources=("jobs", "checkpoints", "results"))
     sandbox.stats.reset()
     cli()
-    assert f"/v1/files/{file_id}/content" not in sandbox.stats.by_path  # settled now
+    assert not [p for p in sandbox.stats.by_path if p.endswith("/content")]  # settled now
 
 
 def test_plain_csv_results_of_older_jobs_load(loader, world):
