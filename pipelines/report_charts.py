@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display: render to files only
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pipelines.report_data import JobCurves  # noqa: E402
 
@@ -29,8 +30,10 @@ plt.rcParams.update(
 
 
 def _svg(figure: Figure, css_class: str, label: str) -> str:
+    # fixed margins (set by each chart), not bbox_inches="tight": that draws every figure
+    # twice, and drawing is what a report spends its time on (~0.35 s -> ~0.15 s a chart)
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
@@ -110,9 +113,12 @@ def job_chart(job: JobCurves) -> str:
     for axes in (left, right):
         _mark_checkpoints(axes, job)
         axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(6, integer=True))  # fewer ticks draw faster
+        axes.yaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
         if axes.lines:
             axes.legend(loc="best", fontsize=7, frameon=False)
     figure.suptitle(f"{job.id} · {summary.get('model')} · {summary.get('method')}", fontsize=9)
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.88, wspace=0.25)
     return _svg(figure, "job-chart", f"training curves of {job.id}")
 
 
@@ -149,4 +155,5 @@ def comparison_chart(jobs: List[Dict[str, Any]], hyper: Dict[str, Dict[str, Any]
             if hyper.get(j["id"], {}).get(key) is not None
         ]
         _scatter(axes[index], points, title, False)
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.9, wspace=0.3)
     return _svg(figure, "summary-chart", "final validation loss across jobs")
