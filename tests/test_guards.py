@@ -151,7 +151,7 @@ def test_duckdb_out_of_memory_is_one_line_and_the_next_run_recovers(tmp_path, mo
     from fake_openai import FineTuningWorld, SandboxServer
     from tests.conftest import Loader, assert_checkpoints_equal_truth
 
-    world = FineTuningWorld(seed=3, jobs=1, big_job_checkpoints=20_000)
+    world = FineTuningWorld(seed=3, jobs=1, big_job_checkpoints=2_000)
     with SandboxServer(world, api_key=API_KEY) as sandbox:
         monkeypatch.setenv("OPENAI_BASE_URL", sandbox.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
