@@ -31,6 +31,12 @@ METRICS = (
 )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` starts one worker more than there are cores: tests spend part of their time
+    waiting on subprocesses, sockets and locks, and the extra worker fills it."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, no OpenAI environment, no telemetry: each test starts clean."""
