@@ -56,13 +56,21 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def default_world() -> FineTuningWorld:
-    return FineTuningWorld(seed=11, jobs=12, max_checkpoints=8)
+LONG_JOB = {"big_job_steps": 1200}  # `world` with a job whose events span 12 pages
+
+
+def default_world(**options: Any) -> FineTuningWorld:
+    """12 jobs of every status and method; one has 300 steps (events over 3 pages)."""
+    return FineTuningWorld(
+        **{"seed": 11, "jobs": 12, "max_checkpoints": 8, "big_job_steps": 300, **options}
+    )
 
 
 @pytest.fixture
-def world() -> FineTuningWorld:
-    return default_world()
+def world(request: pytest.FixtureRequest) -> FineTuningWorld:
+    """The default world; `@pytest.mark.parametrize("world", [LONG_JOB], indirect=True)`
+    passes options."""
+    return default_world(**getattr(request, "param", {}))
 
 
 @pytest.fixture

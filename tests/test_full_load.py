@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
 from pipelines.openai_fine_tuning_pipeline import TABLES
@@ -10,6 +11,7 @@ from sources.openai_fine_tuning import openai_fine_tuning
 from tests.conftest import (
     API_KEY,
     DATASET,
+    LONG_JOB,
     Loader,
     assert_checkpoints_equal_truth,
     assert_history_equal_truth,
@@ -19,6 +21,7 @@ from tests.conftest import (
 )
 
 
+@pytest.mark.parametrize("world", [LONG_JOB], indirect=True)
 def test_full_load_equals_sandbox_truth(loader, world):
     summary = loader.run()
 

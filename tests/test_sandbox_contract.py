@@ -20,7 +20,7 @@ from referencing.jsonschema import DRAFT202012
 
 from fake_openai import SandboxServer
 from fake_openai.faults import FaultPlan
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LONG_JOB
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "fake_openai" / "spec" / "fine_tuning.yaml"
 SPEC_URI = "urn:openai:fine-tuning-spec"
@@ -252,6 +252,7 @@ def test_official_sdk_sees_exactly_the_sandbox_truth(sandbox, world):
     assert [e.id for e in events] == [e["id"] for e in world.list_events(jobs[0].id, None, 100)[0]]
 
 
+@pytest.mark.parametrize("world", [LONG_JOB], indirect=True)
 def test_official_sdk_sees_every_event_and_file(sandbox, world):
     _every_method_and_status(world)
     client = openai.OpenAI(api_key=API_KEY, base_url=sandbox.base_url, max_retries=0)
