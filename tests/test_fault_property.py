@@ -12,7 +12,8 @@ from fake_openai.faults import FaultPlan
 from pipelines.exits import explain
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
-SEEDS = range(20)
+# 12 seeds draw every fault kind, every page size and both worker counts (20 drew no more)
+SEEDS = range(12)
 FAST_RETRIES = {"max_attempts": 6, "backoff_base": 0.001, "backoff_max": 0.004}
 
 
