@@ -1,7 +1,7 @@
 """`python -m bench`: this project vs dlt's `rest_api` source vs the raw floor, on the sandbox.
 
-Every number comes from this run: the sandbox runs in its own process, each measurement in a
-fresh process (imports not timed). Prints one table and writes `bench/RESULTS.md`.
+Every number comes from this run: the sandbox is served by this process, each measurement runs
+in a fresh process of its own (imports not timed). Prints one table and writes `bench/RESULTS.md`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import requests
+from fake_openai import FineTuningWorld, SandboxServer
 
 KEY = "sk-bench"
 HERE = Path(__file__).resolve().parent
 
 
 class Sandbox:
-    """`openai-ft sandbox` in a child process."""
+    """The sandbox, served by a thread of this process (which only waits while a measurement
+    runs in its own process): no process of its own to start and import."""
 
     def __init__(
         self,
@@ -39,74 +39,44 @@ class Sandbox:
         max_steps: int = 300,
         rate_limit: Optional[float] = None,
     ) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        command = [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "sandbox",
-            "--port",
-            str(self.port),
-            "--jobs",
-            str(jobs),
-            "--latency-ms",
-            str(latency_ms),
-            "--api-key",
-            KEY,
-            "--max-checkpoints",
-            str(max_checkpoints),
-            "--seed",
-            "1",
-            "--big-job-steps",
-            str(big_job_steps),
-            "--max-steps",
-            str(max_steps),
-        ]
-        if rate_limit:
-            command += ["--rate-limit", str(rate_limit)]
-        if checkpoints_per_job is not None:
-            command += ["--checkpoints-per-job", str(checkpoints_per_job)]
-        if big_job_checkpoints is not None:
-            command += ["--big-job-checkpoints", str(big_job_checkpoints)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        self.root_url = f"http://127.0.0.1:{self.port}"
-        self.base_url = self.root_url + "/v1"
-        deadline = time.monotonic() + 600  # a million checkpoints take a while to generate
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{self.root_url}/_sandbox/stats", timeout=5)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError("sandbox did not start")
+        self.world = FineTuningWorld(
+            seed=1,
+            jobs=jobs,
+            max_checkpoints=max_checkpoints,
+            checkpoints_per_job=checkpoints_per_job,
+            big_job_checkpoints=big_job_checkpoints,
+            max_steps=max_steps,
+            big_job_steps=big_job_steps or None,
+        )
+        self.server = SandboxServer(
+            self.world, api_key=KEY, latency=latency_ms / 1000, rate_limit=rate_limit
+        ).start()
+        self.root_url = self.server.root_url
+        self.base_url = self.server.base_url
 
     def stats(self) -> Dict[str, Any]:
-        return requests.get(f"{self.root_url}/_sandbox/stats", timeout=60).json()
+        return self.server.stats.snapshot()
 
     def requests(self) -> int:
         return int(self.stats()["total"])
 
     def truth_counts(self) -> Dict[str, int]:
         """Rows a complete load holds per table, from the sandbox's truth."""
-        truth = requests.get(f"{self.root_url}/_sandbox/truth", timeout=600).json()
-        events = [e for evs in truth["events"].values() for e in evs]
+        events = [e for evs in self.world.truth_events().values() for e in evs]
         return {
-            "jobs": len(truth["jobs"]),
-            "checkpoints": len(truth["checkpoints"]),
+            "jobs": len(self.world.truth_jobs()),
+            "checkpoints": len(self.world.truth_checkpoints()),
             "events": len(events),
             "step_metrics": sum(e.get("type") == "metrics" for e in events),
-            "files": len(truth["files"]),
-            "results": len(truth["results"]),
+            "files": len(self.world.truth_files()),
+            "results": len(self.world.truth_results()),
         }
 
     def reset(self) -> None:
-        requests.post(f"{self.root_url}/_sandbox/reset_stats", timeout=60)
+        self.server.stats.reset()
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        self.server.stop()
 
 
 def measure(
