@@ -208,7 +208,7 @@ def build_assets(
                 dlt_config.values(pool),  # for this run only
             ):
                 if destination == "duckdb":
-                    wait_for_duckdb_file(duckdb_path, wait, wait_timeout, notify)
+                    wait_for_duckdb_file(duckdb_path, wait, wait_timeout, notify).close()
                 loader_file_format = fastest_file_format(pipeline)
                 results = list(
                     dlt.run(

@@ -8,9 +8,8 @@ import os
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import dlt
 from dlt.common.destination import TLoaderFileFormat
@@ -74,28 +73,6 @@ def make_pipeline(
     except ModuleNotFoundError as error:
         raise missing_driver(pipeline.destination.destination_name, error) from None
     return pipeline
-
-
-@contextmanager
-def duckdb_file_open(destination: str, duckdb_path: str) -> Iterator[None]:
-    """Keeps the DuckDB file open in this process for the steps inside.
-
-    dlt opens and closes the file for each of its clients (state sync, each load job, the
-    package's completion), then come the views and the row counts: ~40 ms each for DuckDB to
-    start the database and checkpoint it on close. While one connection stays open, DuckDB
-    shares the open database with every new connection in this process (~1 ms). The file is
-    held only for these steps, not while extracting, so readers get it in between.
-    """
-    if destination != "duckdb":
-        yield
-        return
-    import duckdb
-
-    connection = duckdb.connect(os.path.abspath(duckdb_path))
-    try:
-        yield
-    finally:
-        connection.close()
 
 
 # dlt gzips the files extraction writes for normalize, which reads them right back; not

@@ -1,7 +1,8 @@
-"""Checks that fail a run before any API request: the destination file, overlapping runs."""
+"""The DuckDB file and the run lock: checked before any API request, held while a run writes."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -34,8 +35,9 @@ class RunInProgressError(FineTuningSourceError):
     exit_code = 6
 
 
-def check_duckdb_file(path: str) -> None:
-    """Opens (or creates) the DuckDB file once, so a bad file fails the run before extraction."""
+def open_duckdb_file(path: str) -> duckdb.DuckDBPyConnection:
+    """Opens (or creates) the DuckDB file; a file that cannot be used is a DestinationError,
+    one held by another process a DuckDBLockedError."""
     target = Path(path)
     if target.parent.exists() and not target.parent.is_dir():
         raise DestinationError(
@@ -43,7 +45,8 @@ def check_duckdb_file(path: str) -> None:
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        duckdb.connect(str(target)).close()
+        # the path as dlt gives it to DuckDB: connections of this process then share one database
+        return duckdb.connect(os.path.abspath(target))
     except OSError as error:
         raise DestinationError(
             f"Cannot create the DuckDB file '{target}': {error.strerror or error}"
@@ -65,12 +68,13 @@ def check_duckdb_file(path: str) -> None:
         raise DestinationError(f"Cannot open the DuckDB file '{target}': {message}") from None
 
 
-def wait_for_duckdb_file(path: str, wait: bool, timeout: float, notify: Notify) -> None:
-    """`check_duckdb_file`; with `wait`, a file held by another process is waited for (up to
+def wait_for_duckdb_file(
+    path: str, wait: bool, timeout: float, notify: Notify
+) -> duckdb.DuckDBPyConnection:
+    """`open_duckdb_file`; with `wait`, a file held by another process is waited for (up to
     `timeout` seconds, saying once what it waits for) instead of failing at once."""
     try:
-        check_duckdb_file(path)
-        return
+        return open_duckdb_file(path)
     except DuckDBLockedError as error:
         if not wait:
             raise
@@ -79,11 +83,33 @@ def wait_for_duckdb_file(path: str, wait: bool, timeout: float, notify: Notify) 
     while True:
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         try:
-            check_duckdb_file(path)
-            return
+            return open_duckdb_file(path)
         except DuckDBLockedError as error:
             if time.monotonic() >= deadline:
                 raise DuckDBLockedError(f"{error} (waited {timeout:g} s)") from None
+
+
+@contextmanager
+def holding_duckdb_file(
+    destination: str, path: str, wait: bool, timeout: float, notify: Notify
+) -> Iterator[None]:
+    """Keeps the DuckDB file open in this process for the steps inside (as
+    `wait_for_duckdb_file` opens it); nothing for other destinations.
+
+    dlt opens and closes the file for each of its clients (the state sync, each load job, the
+    package's completion), then come the views and the row counts: ~40 ms each for DuckDB to
+    start the database and checkpoint it on close. While one connection stays open, DuckDB
+    shares the open database with every new connection of this process (~1 ms). A run holds
+    the file only while it writes, not while it reads the API, so readers get it in between.
+    """
+    if destination != "duckdb":
+        yield
+        return
+    connection = wait_for_duckdb_file(path, wait, timeout, notify)
+    try:
+        yield
+    finally:
+        connection.close()
 
 
 @contextmanager

@@ -22,7 +22,6 @@ from pipelines.destinations import (  # noqa: E402
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
     describe_destination,
-    duckdb_file_open,
     existing_pipeline,
     fastest_file_format,
     make_pipeline,
@@ -30,7 +29,7 @@ from pipelines.destinations import (  # noqa: E402
     rows_written,
     uncompressed_extract_files,
 )
-from pipelines.guards import run_lock, wait_for_duckdb_file  # noqa: E402
+from pipelines.guards import holding_duckdb_file, run_lock  # noqa: E402
 from pipelines.recovery import finish_interrupted_run  # noqa: E402
 from pipelines.signals import end_children_with_parent  # noqa: E402
 from pipelines.summary import TABLES, LoadSummary  # noqa: E402
@@ -148,11 +147,11 @@ def load(
         summary.destination = describe_destination(pipeline, duckdb_path)
         summary.dataset = dataset
         with run_lock(name, pipeline.pipelines_dir, wait, wait_timeout, notify):
-            if destination == "duckdb":
-                wait_for_duckdb_file(duckdb_path, wait, wait_timeout, notify)
+            holding = (destination, duckdb_path, wait, wait_timeout, notify)
             # A killed run may have left packages (rows + the ledger they advance). dlt's run()
             # would load them and skip extraction: finish them first, then extract as usual.
-            with duckdb_file_open(destination, duckdb_path):
+            # (Opening the DuckDB file here also checks it before any API request.)
+            with holding_duckdb_file(*holding):
                 recovered = finish_interrupted_run(pipeline)
             summary.recovered_packages = len(recovered)
             # extract, normalize, load as run() does, but with dlt's extract pool sized to our
@@ -167,7 +166,7 @@ def load(
                 loader_file_format=fastest_file_format(pipeline),
             )
             pipeline.normalize(workers=normalize_workers(pipeline))
-            with duckdb_file_open(destination, duckdb_path):
+            with holding_duckdb_file(*holding):
                 info = pipeline.load()
                 summary.views = refresh_views(pipeline)
                 # still under the lock: counting opens the destination, which the next run

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +136,53 @@ def test_wait_for_a_held_duckdb_file_says_so_once_then_loads(cli, sandbox, world
         " retry"
     )
     assert_history_equal_truth(Loader(sandbox, tmp_path), world)
+
+
+def _hold_duckdb_while_events_are_read(world, path: Path, seconds: float) -> list:
+    """A reader (a BI tool) opens the DuckDB file while the run reads the API: at its first
+    events request. Returns the list the holder process lands in."""
+    holders: list = []
+    list_events = world.list_events
+    first = threading.Lock()  # events are read by several threads at once: one holder
+
+    def first_request_opens_the_file(*args, **kwargs):
+        with first:
+            if not holders:
+                holders.append(_hold_duckdb(path, seconds))
+        return list_events(*args, **kwargs)
+
+    world.list_events = first_request_opens_the_file
+    return holders
+
+
+def test_file_opened_by_a_reader_during_extraction(cli, sandbox, world, tmp_path):
+    """The run holds the file only while it writes; a reader that opened it meanwhile is
+    waited for with --wait, and without it the run stops with exit 5 and the next run loads
+    what was extracted."""
+    target = tmp_path / "ft.duckdb"
+
+    def held(holder) -> str:
+        return (
+            f"The DuckDB file '{target}' is locked by another process (PID {holder.pid}): close"
+            " that connection (a DuckDB shell, a notebook) and retry"
+        )
+
+    holders = _hold_duckdb_while_events_are_read(world, target, 1.5)
+    code, out, err = cli("--wait", duckdb_path=target)
+    holders[0].wait()
+    assert (code, err) == (0, f"openai-ft: waiting up to 600 s: {held(holders[0])}")
+    loader = Loader(sandbox, tmp_path)
+    assert_history_equal_truth(loader, world)
+
+    world.advance(seconds=3600, new_checkpoints=2)
+    holders = _hold_duckdb_while_events_are_read(world, target, 1.5)
+    code, out, err = cli(duckdb_path=target)
+    holders[0].wait()
+    assert (code, out, err) == (5, "", f"openai-ft: error: {held(holders[0])}")
+    code, out, err = cli(duckdb_path=target)
+    assert (code, err) == (0, "")
+    assert "finished 1 load package(s) left by an interrupted run" in out
+    assert_history_equal_truth(loader, world)
 
 
 def test_wait_timeout_for_a_held_duckdb_file_exits_5(cli, sandbox, tmp_path):

@@ -317,7 +317,8 @@ def test_rate_limit_answers_429_with_retry_after_ms(world, validators):
 
 def test_sdk_waits_out_the_rate_limit(world):
     job_id = max(world.truth_events(), key=lambda j: len(world.truth_events()[j]))
-    with SandboxServer(world, api_key=API_KEY, rate_limit=40, rate_burst=1) as sandbox:
+    # 2 per second: the next page is asked for well within the half second the bucket refills in
+    with SandboxServer(world, api_key=API_KEY, rate_limit=2, rate_burst=1) as sandbox:
         client = openai.OpenAI(api_key=API_KEY, base_url=sandbox.base_url, max_retries=10)
         events = [e.id for e in client.fine_tuning.jobs.list_events(job_id, limit=100)]
         assert events == [e["id"] for e in world.truth_events()[job_id]]
