@@ -25,8 +25,18 @@ from requests.adapters import HTTPAdapter
 
 def _peak_rss_mb() -> float:
     """The largest resident set of this process or of any child it waited for (dlt's
-    normalize workers are processes)."""
+    normalize workers are processes).
+
+    This process's own peak is the kernel's VmHWM, not `ru_maxrss`: Linux keeps `ru_maxrss`
+    across exec, so a process spawned by the benchmark (which holds the sandbox's world)
+    would report the benchmark's peak instead of its own.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        status = Path("/proc/self/status").read_text()
+        own = int(status.split("VmHWM:", 1)[1].split()[0])  # kB, as ru_maxrss
+    except (OSError, IndexError, ValueError):
+        pass  # not Linux: ru_maxrss (other systems do not carry it across exec)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024
 
