@@ -85,6 +85,7 @@ class Loader:
 
     sandbox: SandboxServer
     tmp_path: Path
+    connection: Optional[duckdb.DuckDBPyConnection] = None  # while `reading()`
 
     @property
     def duckdb_path(self) -> Path:
@@ -100,8 +101,6 @@ class Loader:
         return load(
             duckdb_path=str(self.duckdb_path), pipelines_dir=str(self.pipelines_dir), **options
         )
-
-    connection: Optional[duckdb.DuckDBPyConnection] = None
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -533,17 +532,28 @@ def _drop_postgres_dataset(dsn: str, dataset: str) -> None:
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+def _new_target(name: str, path: Path) -> Target:
+    """A target of its own: the DuckDB file in `path`, or a new PostgreSQL dataset."""
+    return Target(name, DATASET if name == "duckdb" else f"ft_test_{uuid.uuid4().hex[:12]}", path)
+
+
+def _postgres_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test server's DSN, set as dlt's PostgreSQL credentials for this test."""
+    dsn = request.getfixturevalue("postgres_dsn")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
+    return dsn
+
+
 @pytest.fixture(params=TARGETS)
 def target(request, tmp_path, monkeypatch):
     """Each test using it runs on DuckDB and on PostgreSQL."""
     if request.param == "duckdb":
-        yield Target("duckdb", DATASET, tmp_path)
+        yield _new_target("duckdb", tmp_path)
         return
-    dsn = request.getfixturevalue("postgres_dsn")
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
-    dataset = f"ft_test_{uuid.uuid4().hex[:12]}"
-    yield Target("postgres", dataset, tmp_path)
-    _drop_postgres_dataset(dsn, dataset)
+    dsn = _postgres_credentials(request, monkeypatch)
+    target = _new_target("postgres", tmp_path)
+    yield target
+    _drop_postgres_dataset(dsn, target.dataset)
 
 
 @pytest.fixture(scope="session")
@@ -560,13 +570,10 @@ def loaded_target(request, _read_only_loads, tmp_path_factory, monkeypatch):
     made once per test process and shared by the tests that only read it (sql, report)."""
     name = request.param
     if name == "postgres":
-        monkeypatch.setenv(
-            "DESTINATION__POSTGRES__CREDENTIALS", request.getfixturevalue("postgres_dsn")
-        )
+        _postgres_credentials(request, monkeypatch)
     if name not in _read_only_loads:
         world = default_world()
-        dataset = DATASET if name == "duckdb" else f"ft_test_{uuid.uuid4().hex[:12]}"
-        target = Target(name, dataset, tmp_path_factory.mktemp(f"read_only_{name}"))
+        target = _new_target(name, tmp_path_factory.mktemp(f"read_only_{name}"))
         with SandboxServer(world, api_key=API_KEY) as sandbox:
             load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
         _read_only_loads[name] = (target, world)

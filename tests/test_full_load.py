@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import duckdb
 import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
-from pipelines.openai_fine_tuning_pipeline import TABLES
+from pipelines.openai_fine_tuning_pipeline import (
+    PARALLEL_NORMALIZE_BYTES,
+    TABLES,
+    make_pipeline,
+    normalize_workers,
+)
 from sources.openai_fine_tuning import openai_fine_tuning
 from tests.conftest import (
     API_KEY,
@@ -177,15 +185,6 @@ def test_empty_organization_creates_every_table(tmp_path):
 
 def test_normalize_forks_workers_only_for_a_large_extraction(tmp_path, monkeypatch):
     """Forking dlt's normalize pool costs more than a small extraction takes to normalize."""
-    import os
-    from pathlib import Path
-
-    from pipelines.openai_fine_tuning_pipeline import (
-        PARALLEL_NORMALIZE_BYTES,
-        make_pipeline,
-        normalize_workers,
-    )
-
     pipeline = make_pipeline(
         duckdb_path=str(tmp_path / "ft.duckdb"), pipelines_dir=str(tmp_path / "p")
     )
