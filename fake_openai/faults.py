@@ -19,8 +19,8 @@ FAULT_KINDS = (
     "drop",  # headers and half the body, then the connection closes
     "slow",  # answers after `slow_seconds`, later than a short client timeout
 )
-# the list kinds of `/v1` routes a plan can be limited to
-ROUTE_KINDS = ("jobs", "job", "checkpoints", "events", "file", "content")
+# the kinds of `/v1` routes a plan can be limited to (`models`: the list and one model)
+ROUTE_KINDS = ("jobs", "job", "checkpoints", "events", "file", "content", "models")
 
 
 @dataclass

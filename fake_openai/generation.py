@@ -2,7 +2,10 @@
 
 The layout guarantees what tests need from any default world (every status, every method, a
 job with more than 1,000 steps, a shared training file, one deleted file, one results file in
-the older plain-CSV encoding) while the rest is drawn from the seed.
+the older plain-CSV encoding, a job trained on an earlier fine-tuned model, training files with
+each quirk of real uploads, a fine-tuned model with its own shutdown date and one deleted)
+while the rest is drawn from the seed. What came after the first layout is chosen from it
+without drawing, so that a seed keeps its job ids, statuses and times.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import math
 from random import Random
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from fake_openai import files
+
 if TYPE_CHECKING:
     from fake_openai.world import FineTuningWorld
 
-__all__ = ["Random", "generate"]
+__all__ = ["Random", "generate", "plan_files", "plan_models"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("validating_files", "queued", "running")
@@ -141,6 +146,7 @@ def generate(
         _ensure_every_method(statuses, methods, avoid={0, big})
     newest_training: Dict[str, str] = {}  # method -> training file of its newest job
     shared = False
+    trained_on_fine_tuned = False
     for index, status in enumerate(statuses):
         n_ckpt = rng.randint(0, max_checkpoints)
         if checkpoints_per_job is not None:
@@ -153,6 +159,10 @@ def generate(
         previous = newest_training.get(methods[index])
         reuse = previous is not None and (rng.random() < 0.2 or (not shared and index >= 2))
         shared = shared or reuse
+        parent = None
+        # a succeeded job shows the root kept in all its names; else the newest job, running
+        if not trained_on_fine_tuned and (status == "succeeded" or index == jobs - 1):
+            parent = _fine_tuned_parent(world, methods[index])
         record = world.add_job(
             status=status,
             checkpoints=n_ckpt,
@@ -160,11 +170,32 @@ def generate(
             method=methods[index],
             total_steps=big_job_steps if index == big else None,
             training_file=previous if reuse else None,
+            model=parent["fine_tuned_model"] if parent else None,
         )
+        if parent:
+            trained_on_fine_tuned = True
+            world._fine_tuned_base = (parent["id"], record["id"])
         newest_training[methods[index]] = record["training_file"]
         world.now += rng.choice((0, 1, 7, 60, 3600))  # 0: jobs sharing a second
     if jobs >= 4:
         _age_and_delete(world)
+
+
+def _fine_tuned_parent(world: FineTuningWorld, kind: str) -> Optional[Dict[str, Any]]:
+    """The job a new job of method `kind` trains on: the newest succeeded job whose model
+    existed by now (not reinforcement: that trains reasoning models only), else None. Chosen
+    from the records, without a draw, so that the seed lays out the same world as before."""
+    if kind == "reinforcement":
+        return None
+    for job in reversed(list(world._jobs.values())):
+        record = job.record
+        if (
+            record["status"] == "succeeded"
+            and record["method"]["type"] != "reinforcement"
+            and record["finished_at"] <= world.now
+        ):
+            return record
+    return None
 
 
 def _age_and_delete(world: FineTuningWorld) -> None:
@@ -178,3 +209,72 @@ def _age_and_delete(world: FineTuningWorld) -> None:
     finished.sort(key=lambda r: r["status"] == "succeeded")  # stable: failed/cancelled first
     if finished:
         world.delete_file(finished[0]["validation_file"])
+
+
+def _distinct_data_files(world: FineTuningWorld) -> List[str]:
+    """Existing training and validation files, each once, in the order jobs were created."""
+    seen: Dict[str, None] = {}
+    for job in world._jobs.values():
+        for name in (job.record["training_file"], job.record["validation_file"]):
+            if name and world._files.exists(name):
+                seen[name] = None
+    return list(seen)
+
+
+def plan_files(world: FineTuningWorld, big_training_file_bytes: Optional[int]) -> None:
+    """Puts each of `files.QUIRKS` on a distinct file jobs name, and makes one training file
+    big; from the layout alone (no draw), before any content is built.
+
+    The invalid lines go to the training file of a job that failed with
+    `invalid_training_file`, preferably one that no job trained past validation on.
+    """
+    records = [job.record for job in world._jobs.values()]  # oldest first
+    quirks: Dict[str, str] = {}
+    failed = [
+        r
+        for r in records
+        if r["status"] == "failed"
+        and (r.get("error") or {}).get("code") == "invalid_training_file"
+        and world._files.exists(r["training_file"])
+    ]
+    if failed:
+        idle = ("failed", "validating_files")  # jobs that never trained on their file
+
+        def only_failed(record: Dict[str, Any]) -> bool:
+            users = [r for r in records if r["training_file"] == record["training_file"]]
+            return all(r["status"] in idle for r in users)
+
+        chosen = next((r for r in failed if only_failed(r)), None)
+        if chosen is None:  # every failed job shares its file with a job that trained on it
+            chosen = failed[0]
+            world._own_training_file(chosen["id"])
+        quirks["invalid_lines"] = chosen["training_file"]
+    others = [f for f in _distinct_data_files(world) if f not in quirks.values()]
+    valid_quirks = [q for q in files.QUIRKS if q != "invalid_lines"]
+    quirks.update(zip(valid_quirks, others, strict=False))  # fewer files: fewer quirks
+    for name, file_id in quirks.items():
+        world._set_dataset(file_id, quirk=name)
+    world._quirks = quirks
+    if big_training_file_bytes is None:
+        return
+    taken = set(quirks.values())
+    succeeded = [r["training_file"] for r in records if r["status"] == "succeeded"]
+    candidates = [f for f in succeeded + others if f not in taken and world._files.exists(f)]
+    if candidates:
+        world._big_training_file = candidates[0]
+        world._set_dataset(candidates[0], target_bytes=big_training_file_bytes)
+
+
+def plan_models(world: FineTuningWorld) -> None:
+    """Gives one fine-tuned model a shutdown date of its own and has its owner delete
+    another, from the layout alone: succeeded jobs other than the fine-tuned base pair first,
+    then the parent; the job trained on a fine-tuned model always keeps its model listed."""
+    parent_id, child_id = world._fine_tuned_base or (None, None)
+    records = [job.record for job in world._jobs.values() if job.record["status"] == "succeeded"]
+    others = [r for r in records if r["id"] not in (parent_id, child_id)]
+    pool = [r["fine_tuned_model"] for r in others + [r for r in records if r["id"] == parent_id]]
+    if pool:
+        world._models.own_date_model = pool[0]
+    if len(pool) >= 2:
+        # the newest other one; the parent only when there is no other
+        world._models.deleted.add(pool[len(others) - 1] if len(others) >= 2 else pool[-1])

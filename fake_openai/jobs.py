@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from fake_openai.generation import TERMINAL_STATUSES
+from fake_openai.models import root_model
 from fake_openai.paging import NewestFirst
 from fake_openai.training import TrainingPlan
 
@@ -157,8 +158,9 @@ class SandboxJob:
             "object": "fine_tuning.job.checkpoint",
             "id": "ftckpt_" + world._token(24),
             "created_at": created_at,
+            # the root base, also for a job trained on a fine-tuned model (as the API names it)
             "fine_tuned_model_checkpoint": (
-                f"ft:{self.record['model']}:sandbox::{self.id[-8:]}:ckpt-step-{step}"
+                f"ft:{root_model(self.record['model'])}:sandbox::{self.id[-8:]}:ckpt-step-{step}"
             ),
             "fine_tuning_job_id": self.id,
             "metrics": metrics,
@@ -195,7 +197,7 @@ class SandboxJob:
         record["finished_at"] = at
         record["estimated_finish"] = None
         if status == "succeeded":
-            model = f"ft:{record['model']}:sandbox::{self.world._token(8)}"
+            model = f"ft:{root_model(record['model'])}:sandbox::{self.world._token(8)}"
             record["fine_tuned_model"] = model
             batch = record["hyperparameters"]["batch_size"]
             record["trained_tokens"] = self.plan.written * batch * 384

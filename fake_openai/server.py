@@ -3,7 +3,7 @@
 Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says; the same routes under
 `/openai/v1` and `/openai` (with `api-version`) as Azure OpenAI serves them. Routes under
 `/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour,
-rate limit, truth).
+rate limit, models, truth).
 """
 
 from __future__ import annotations
@@ -17,18 +17,20 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from fake_openai.azure import AzureRequestError, check_credentials, openai_path
 from fake_openai.faults import FaultPlan, TokenBucket
 from fake_openai.files import UnknownFileError
 from fake_openai.paging import UnknownCursorError
-from fake_openai.world import FineTuningWorld, UnknownJobError
+from fake_openai.world import FineTuningWorld, UnknownJobError, UnknownModelError
 
 JOB_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)$")
 JOB_LIST_ROUTE = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)/(checkpoints|events)$")
 FILE_ROUTE = re.compile(r"^/v1/files/([^/]+)$")
 FILE_CONTENT_ROUTE = re.compile(r"^/v1/files/([^/]+)/content$")
+MODELS_ROUTE = "/v1/models"
+MODEL_ROUTE = re.compile(r"^/v1/models/([^/]+)$")  # ids have colons, sent as is or as %3A
 DEFAULT_LIMITS = {"jobs": 20, "checkpoints": 10, "events": 20}
 MISBEHAVIOURS = (
     "repeat_cursor",  # has_more: true, and the next page repeats the first
@@ -68,6 +70,18 @@ class ApiError(Exception):
 RATE_LIMITED = ApiError(
     429, "Rate limit reached for requests.", "requests", code="rate_limit_exceeded"
 )
+MODELS_FORBIDDEN = (
+    "You have insufficient permissions for this operation. Missing scopes: api.model.read."
+)
+
+
+def _model_not_found(model_id: str) -> ApiError:
+    return ApiError(
+        404,
+        f"The model `{model_id}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        code="model_not_found",
+    )
 
 
 class SandboxStats:
@@ -142,6 +156,10 @@ def _route_of(path: str) -> Tuple[str, str]:
         return "GET /v1/files/{id}", "file"
     if FILE_CONTENT_ROUTE.match(path):
         return "GET /v1/files/{id}/content", "content"
+    if path == MODELS_ROUTE:
+        return "GET /v1/models", "models"
+    if MODEL_ROUTE.match(path):
+        return "GET /v1/models/{id}", "models"
     return "GET " + path, "other"
 
 
@@ -156,6 +174,9 @@ class SandboxServer:
         rate_limit: Requests per second a token bucket admits (None: no limit); a `/v1`
             request beyond it gets the API's 429 with `retry-after-ms`.
         rate_burst: The bucket's size, `max(1, rate_limit)` when None.
+
+    `models_forbidden` (an attribute, or `POST /_sandbox/models?forbidden=true`) answers the
+    models routes with the 403 of a restricted key without the models scope.
     """
 
     def __init__(
@@ -178,6 +199,7 @@ class SandboxServer:
         self.misbehave: Dict[str, str] = {}
         self.limiter: Optional[TokenBucket] = None
         self.set_rate_limit(rate_limit, rate_burst)
+        self.models_forbidden = False
         self._httpd = _LoopbackHTTPServer((host, port), _make_handler(self))
         self._thread: Optional[threading.Thread] = None
 
@@ -256,6 +278,17 @@ class SandboxServer:
         match = FILE_CONTENT_ROUTE.match(path)
         if match:
             return 200, RawBody(self.world.file_content(match.group(1)))
+        match = MODEL_ROUTE.match(path)
+        if path == MODELS_ROUTE or match:
+            if self.models_forbidden:  # a restricted key without the models scope
+                raise ApiError(403, MODELS_FORBIDDEN, "invalid_request_error")
+            if match is None:  # one page, no paging parameters (as the API)
+                return 200, {"object": "list", "data": self.world.list_models(azure)}
+            model_id = unquote(match.group(1))
+            try:
+                return 200, self.world.get_model(model_id, azure)
+            except UnknownModelError:
+                raise _model_not_found(model_id) from None
         raise ApiError(404, f"Invalid URL (GET {path})", "invalid_request_error")
 
     def _check_scope(self, headers: Any) -> None:
@@ -322,7 +355,8 @@ class SandboxServer:
         return body
 
     def handle_control(self, method: str, path: str, query: Dict[str, str]) -> Any:
-        """`/_sandbox/...`: stats, time, latency, misbehaviour."""
+        """`/_sandbox/...`: stats, time, latency, misbehaviour, rate limit, faults, models,
+        truth."""
         world = self.world
         if path == "/_sandbox/stats":
             faults = self.faults.snapshot() if self.faults else {}
@@ -363,6 +397,19 @@ class SandboxServer:
                 routes=routes.split(",") if routes else None,
             )
             return {"rate": self.faults.rate, "kinds": list(self.faults.kinds)}
+        if path == "/_sandbox/models":
+            if "forbidden" in query:
+                self.models_forbidden = query["forbidden"] == "true"
+            return {"forbidden": self.models_forbidden}
+        if path == "/_sandbox/models/announce" and method == "POST":
+            model_id, date = query.get("model", ""), query.get("date") or None
+            try:
+                world.announce_shutdown(model_id, date)
+            except UnknownModelError:
+                raise _model_not_found(model_id) from None
+            except ValueError as error:
+                raise ApiError(400, str(error), "invalid_request_error", param="date") from None
+            return world.get_model(model_id)
         if path == "/_sandbox/truth":
             return {
                 "jobs": world.truth_jobs(),
@@ -370,6 +417,7 @@ class SandboxServer:
                 "events": world.truth_events(),
                 "files": world.truth_files(),
                 "results": world.truth_results(),
+                "models": world.truth_models(),
             }
         raise ApiError(404, f"Unknown control {path}", "invalid_request_error")
 

@@ -4,10 +4,13 @@ Everything is deterministic for a given seed, so tests can compare what was load
 `FineTuningWorld.truth_*` exactly. Time is a virtual clock (`now`) that only moves through
 `advance()`, which lets running jobs train on (write steps and checkpoints) and finish. A job's
 events are appended as the real API appends them: never older than the job's newest event.
+The models the key sees (`GET /models`) come from the jobs and a catalog of base models whose
+shutdown dates are relative to the world's `today`.
 """
 
 from __future__ import annotations
 
+import datetime
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -20,10 +23,24 @@ from fake_openai.files import (
     results_file_record,
 )
 from fake_openai.jobs import SandboxJob
+from fake_openai.models import (
+    ANNOUNCE_AFTER,
+    ModelCatalog,
+    ModelEntry,
+    UnknownModelError,
+    azure_model,
+    openai_model,
+)
 from fake_openai.paging import NewestFirst, UnknownCursorError
 from fake_openai.training import METHODS, TrainingPlan
 
-__all__ = ["FineTuningWorld", "UnknownCursorError", "UnknownFileError", "UnknownJobError"]
+__all__ = [
+    "FineTuningWorld",
+    "UnknownCursorError",
+    "UnknownFileError",
+    "UnknownJobError",
+    "UnknownModelError",
+]
 
 TERMINAL_STATUSES = generation.TERMINAL_STATUSES
 ACTIVE_STATUSES = generation.ACTIVE_STATUSES
@@ -52,6 +69,10 @@ class FineTuningWorld:
         max_steps: Upper bound of a generated job's `total_steps` (at least 10).
         big_job_steps: `total_steps` of one generated job (a succeeded one other than the
             `big_job_checkpoints` job when there is one), so that its events span many pages.
+        big_training_file_bytes: Make one job's training file about this many bytes (a
+            succeeded job's, without a quirk; see `big_training_file()`).
+        today: The date models' shutdown dates are relative to (a date ahead stays ahead);
+            `datetime.date.today()` when None.
     """
 
     def __init__(
@@ -64,11 +85,17 @@ class FineTuningWorld:
         big_job_checkpoints: Optional[int] = None,
         max_steps: int = 300,
         big_job_steps: Optional[int] = 1200,
+        big_training_file_bytes: Optional[int] = None,
+        today: Optional[datetime.date] = None,
     ) -> None:
         if max_steps < 10:
             raise ValueError(f"max_steps must be at least 10, got {max_steps}")
         if big_job_steps is not None and big_job_steps < 1:
             raise ValueError(f"big_job_steps must be positive, got {big_job_steps}")
+        if big_training_file_bytes is not None and big_training_file_bytes < 1:
+            raise ValueError(
+                f"big_training_file_bytes must be positive, got {big_training_file_bytes}"
+            )
         self.null_metrics = null_metrics
         self.max_steps = max_steps
         self._rng = generation.Random(seed)
@@ -77,12 +104,21 @@ class FineTuningWorld:
         self._listing = NewestFirst()  # job records
         self._files = FileStore()
         self._results: Dict[str, Tuple[str, int]] = {}  # results file -> (job id, CSV rows)
+        # training/validation file -> (noise key, examples, method) of its content
+        self._datasets: Dict[str, Tuple[int, int, str]] = {}
+        self._quirks: Dict[str, str] = {}  # quirk name -> file id
+        self._big_training_file: Optional[str] = None
+        self._fine_tuned_base: Optional[Tuple[str, str]] = None  # (parent job, child job)
         self.extra_metrics: Dict[str, float] = {}
         self.now = START_TIME
         self.organization_id = "org-sandbox" + self._token(12)
         generation.generate(
             self, jobs, max_checkpoints, checkpoints_per_job, big_job_checkpoints, big_job_steps
         )
+        generation.plan_files(self, big_training_file_bytes)
+        today = datetime.date.today() if today is None else today
+        self._models = ModelCatalog(today, self.now + ANNOUNCE_AFTER)
+        generation.plan_models(self)
 
     # ---- building -------------------------------------------------------------------------
 
@@ -99,11 +135,13 @@ class FineTuningWorld:
         *,
         total_steps: Optional[int] = None,
         training_file: Optional[str] = None,
+        model: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Creates a job that trained up to `checkpoints` checkpoints; returns its API record.
 
         `total_steps` fixes the planned steps (else drawn up to `max_steps`); `training_file`
-        reuses an existing file instead of uploading a new one.
+        reuses an existing file instead of uploading a new one; `model` is what it trains on
+        (e.g. an earlier job's fine-tuned model) instead of a drawn base model.
         """
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {METHODS}")
@@ -119,10 +157,11 @@ class FineTuningWorld:
                 total_steps = generation.draw_steps(rng, self.max_steps, planned, n_epochs)
             steps = max(total_steps, planned)
             method_record, graders = generation.method(rng, method, hyperparameters)
+            drawn_model = generation.base_model(rng, method)  # drawn even if `model` is given
             record: Dict[str, Any] = {
                 "object": "fine_tuning.job",
                 "id": job_id,
-                "model": generation.base_model(rng, method),
+                "model": drawn_model if model is None else model,
                 "created_at": created,
                 "finished_at": None,
                 "fine_tuned_model": None,
@@ -172,8 +211,35 @@ class FineTuningWorld:
         expires = rng.random() < 0.35  # some uploads were given an expiry
         record = data_file_record(file_id, created, kind, rng.randint(1, 99), expires)
         examples = rng.randint(40, 400) if kind == "train" else rng.randint(10, 60)
-        self._files.add(record, jsonl_builder(rng.getrandbits(64), examples, method))
+        key = rng.getrandbits(64)
+        self._datasets[file_id] = (key, examples, method)
+        self._files.add(record, jsonl_builder(key, examples, method))
         return file_id
+
+    def _own_training_file(self, job_id: str) -> str:
+        """Gives a job a training file of its own, uploaded shortly before it, instead of the
+        one it shares; drawn from the old file's key, not from the world's draws."""
+        job = self._job(job_id)
+        old = job.record["training_file"]
+        key, examples, method = self._datasets[old]
+        rng = generation.Random(key)
+        file_id = "file-" + rng.randbytes(22).translate(_TOKEN_TABLE).decode("ascii")
+        created = job.record["created_at"] - rng.randint(60, 3600)
+        record = data_file_record(file_id, created, "train", rng.randint(1, 99), False)
+        self._datasets[file_id] = (rng.getrandbits(64), examples, method)
+        self._files.add(record, jsonl_builder(*self._datasets[file_id]))
+        job.record["training_file"] = file_id
+        for event in job.events.items():  # "Validating training file: ..." names it
+            if isinstance(event, dict) and old in event["message"]:
+                event["message"] = event["message"].replace(old, file_id)
+        return file_id
+
+    def _set_dataset(
+        self, file_id: str, quirk: Optional[str] = None, target_bytes: Optional[int] = None
+    ) -> None:
+        """Before its content is built: the file carries `quirk` or is about `target_bytes`."""
+        key, examples, method = self._datasets[file_id]
+        self._files.set_builder(file_id, jsonl_builder(key, examples, method, quirk, target_bytes))
 
     def _add_results_file(self, job: SandboxJob, at: int) -> str:
         """The results CSV of a job that just succeeded: the steps trained so far."""
@@ -224,6 +290,56 @@ class FineTuningWorld:
         """Sets any status string, including ones the spec does not list (e.g. `paused`)."""
         with self._lock:
             self._job(job_id).set_status(status, self.now)
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def _model_entries(self) -> List[ModelEntry]:
+        return self._models.entries(self._jobs.values(), self.organization_id, self.now)
+
+    def list_models(self, azure: bool = False) -> List[Dict[str, Any]]:
+        """What `GET /models` lists, in OpenAI's shape (or Azure's), in served order."""
+        shape = azure_model if azure else openai_model
+        with self._lock:
+            return [shape(entry) for entry in self._model_entries()]
+
+    def get_model(self, model_id: str, azure: bool = False) -> Dict[str, Any]:
+        """What `GET /models/{model}` serves.
+
+        Raises:
+            UnknownModelError: The model is not listed (the API's 404).
+        """
+        shape = azure_model if azure else openai_model
+        with self._lock:
+            for entry in self._model_entries():
+                if entry.id == model_id:
+                    return shape(entry)
+        raise UnknownModelError(model_id)
+
+    def announce_shutdown(self, model_id: str, date: Optional[str]) -> None:
+        """Sets a listed model's `shutdown_date` (`YYYY-MM-DD`), or clears it with None.
+
+        Raises:
+            UnknownModelError: The model is not listed.
+            ValueError: `date` is not a `YYYY-MM-DD` date.
+        """
+        with self._lock:
+            self.get_model(model_id)
+            self._models.announce(model_id, date)
+
+    def delete_model(self, model_id: str) -> None:
+        """The owner deletes a fine-tuned model: no longer listed; its job keeps naming it.
+
+        Raises:
+            UnknownModelError: The model is not listed.
+        """
+        with self._lock:
+            self.get_model(model_id)
+            self._models.deleted.add(model_id)
+
+    @property
+    def today(self) -> datetime.date:
+        """The date shutdown dates are relative to."""
+        return self._models.today
 
     # ---- raw edits, for tests of bad input ---------------------------------------------------
 
@@ -343,6 +459,58 @@ class FineTuningWorld:
         """Files a job names that answer 404."""
         with self._lock:
             return {i for i in self._referenced_files() if not self._files.exists(i)}
+
+    def truth_training_files(self) -> Dict[str, bytes]:
+        """File id -> exact content of every existing training and validation file a job
+        names, in job-list order."""
+        with self._lock:
+            seen: Dict[str, bytes] = {}
+            for record in self._listing.items():
+                for name in (record.get("training_file"), record.get("validation_file")):
+                    if isinstance(name, str) and name not in seen and self._files.exists(name):
+                        seen[name] = self._files.content(name)
+            return seen
+
+    def quirk_files(self) -> Dict[str, str]:
+        """Quirk name (see `files.QUIRKS`: `crlf`, `no_final_newline`, `u2028_emoji`, `bom`,
+        `invalid_lines`) -> the file that carries it; each on its own file. A world of 8 jobs
+        or more has them all; `invalid_lines` is the training file of a failed job."""
+        with self._lock:
+            return dict(self._quirks)
+
+    def big_training_file(self) -> Optional[str]:
+        """The file made big by `big_training_file_bytes`; None without that option."""
+        return self._big_training_file
+
+    def truth_models(self) -> List[Dict[str, Any]]:
+        """Exactly what `GET /v1/models` lists, in served order."""
+        return self.list_models()
+
+    def deleted_model_ids(self) -> Set[str]:
+        """Fine-tuned models their owner deleted: not listed, though their jobs name them."""
+        with self._lock:
+            return set(self._models.deleted)
+
+    def own_date_model_id(self) -> str:
+        """The fine-tuned model with a shutdown date of its own (its base has another).
+
+        Raises:
+            LookupError: No job succeeded in this world.
+        """
+        if self._models.own_date_model is None:
+            raise LookupError("no fine-tuned model in this world carries its own date")
+        return self._models.own_date_model
+
+    def fine_tuned_base_job_id(self) -> str:
+        """The job trained on an earlier job's fine-tuned model (its `model` is that `ft:`
+        name; its own model and checkpoints keep the root base).
+
+        Raises:
+            LookupError: The world has none (it takes two succeeded jobs, as from 10 jobs on).
+        """
+        if self._fine_tuned_base is None:
+            raise LookupError("no job in this world trained on a fine-tuned model")
+        return self._fine_tuned_base[1]
 
     def truth_results(self) -> List[Dict[str, Any]]:
         """One dict per row of every existing results file, from the jobs' step values."""

@@ -1,14 +1,18 @@
 """The sandbox keeps the contract: its responses validate against the OpenAI spec excerpt, and
 the official `openai` SDK pages through it and sees exactly its data (jobs, checkpoints, events,
-files and their contents); its rate limit answers as the API does."""
+files and their contents, models); its rate limit answers as the API does, and its models as
+OpenAI and Azure OpenAI list them."""
 
 from __future__ import annotations
 
 import base64
 import csv
+import datetime
 import io
+import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
+from urllib.parse import quote
 
 import openai
 import pytest
@@ -50,6 +54,8 @@ def validators() -> Dict[str, Draft202012Validator]:
         "ListFineTuningJobCheckpointsResponse",
         "ListFineTuningJobEventsResponse",
         "OpenAIFile",
+        "ListModelsResponse",
+        "Model",
     ]
     validators = {
         name: Draft202012Validator(
@@ -360,3 +366,245 @@ def test_truth_control_has_events_files_and_results(sandbox, world):
     assert truth["files"] == world.truth_files()
     assert truth["results"] == world.truth_results()
     assert truth["jobs"] == world.truth_jobs()
+    assert truth["models"] == world.truth_models()
+
+
+# ---- models -------------------------------------------------------------------------------
+
+
+def _in_days(world, days: int) -> str:
+    return (world.today + datetime.timedelta(days=days)).isoformat()
+
+
+def _not_found(model_id: str) -> Dict[str, Any]:
+    return {
+        "error": {
+            "message": f"The model `{model_id}` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    }
+
+
+def test_models_responses_validate_against_the_spec(sandbox, world, validators):
+    truth = world.truth_models()
+    response = _get(sandbox, "models", limit=1, after=truth[0]["id"])  # no paging: all of it
+    assert response.status_code == 200
+    _validate(validators["ListModelsResponse"], response.json())
+    assert response.json() == {"object": "list", "data": truth}
+    for model in truth:
+        for path in (model["id"], quote(model["id"], safe="")):  # colons as is, or as %3A
+            one = _get(sandbox, f"models/{path}")
+            assert one.status_code == 200
+            _validate(validators["Model"], one.json())
+            assert one.json() == model
+    for missing in ("gpt-9", *world.deleted_model_ids()):
+        response = _get(sandbox, f"models/{missing}")
+        assert response.status_code == 404
+        _validate(validators["ErrorResponse"], response.json())
+        assert response.json() == _not_found(missing)
+
+
+def test_sdk_sees_the_models_and_every_training_file_byte_for_byte(sandbox, world):
+    client = openai.OpenAI(api_key=API_KEY, base_url=sandbox.base_url, max_retries=0)
+    truth = world.truth_models()
+    assert [m.id for m in client.models.list()] == [m["id"] for m in truth]
+    assert [m.model_dump() for m in client.models.list()] == truth
+    checkpoint = next(m for m in truth if ":ckpt-step-" in m["id"])
+    assert client.models.retrieve(checkpoint["id"]).model_dump() == checkpoint
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve(next(iter(world.deleted_model_ids())))
+    contents = world.truth_training_files()
+    assert set(world.quirk_files().values()) <= set(contents) and len(contents) >= 15
+    for file_id, content in contents.items():
+        assert client.files.content(file_id).read() == content
+    for record in world.truth_files():  # `bytes` is the length of what /content serves
+        served = _get(sandbox, f"files/{record['id']}/content").content
+        assert _get(sandbox, f"files/{record['id']}").json()["bytes"] == len(served)
+        assert client.files.retrieve(record["id"]).bytes == len(served)
+
+
+def test_quirk_files_are_served_with_their_quirks(sandbox, world):
+    quirks = world.quirk_files()
+    body = {
+        name: _get(sandbox, f"files/{file_id}/content").content for name, file_id in quirks.items()
+    }
+    assert body["crlf"].count(b"\r\n") == body["crlf"].count(b"\n") > 0
+    assert body["crlf"].endswith(b"\r\n")
+    assert not body["no_final_newline"].endswith(b"\n")
+    assert "\u2028".encode() in body["u2028_emoji"] and "\U0001f680".encode() in body["u2028_emoji"]
+    assert body["bom"].startswith(b"\xef\xbb\xbf") and not body["crlf"].startswith(b"\xef")
+    lines = body["invalid_lines"].split(b"\n")[:-1]
+    assert lines.count(b"") == 1
+
+    def not_json(line: bytes) -> bool:
+        try:
+            json.loads(line)
+        except ValueError:
+            return True
+        return False
+
+    assert sum(not_json(line) for line in lines if line) == 1
+    (job,) = [
+        j
+        for j in world.truth_jobs()
+        if j["training_file"] == quirks["invalid_lines"] and j["status"] == "failed"
+    ]
+    served = _get(sandbox, f"fine_tuning/jobs/{job['id']}").json()
+    assert (served["status"], served["error"]["code"]) == ("failed", "invalid_training_file")
+
+
+FORBIDDEN = {
+    "error": {
+        "message": "You have insufficient permissions for this operation. Missing scopes:"
+        " api.model.read.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+}
+
+
+def test_models_forbidden_to_a_restricted_key(sandbox, world, validators):
+    model_id = world.truth_models()[0]["id"]
+    sandbox.models_forbidden = True
+    for path in ("models", f"models/{model_id}"):
+        response = _get(sandbox, path)
+        assert response.status_code == 403
+        _validate(validators["ErrorResponse"], response.json())
+        assert response.json() == FORBIDDEN
+    azure = requests.get(f"{sandbox.root_url}/openai/v1/models", headers={"api-key": API_KEY})
+    assert (azure.status_code, azure.json()) == (403, FORBIDDEN)
+    assert _get(sandbox, "fine_tuning/jobs").status_code == 200  # other routes unaffected
+    file_id = world.truth_files()[0]["id"]
+    assert _get(sandbox, f"files/{file_id}/content").status_code == 200
+    client = openai.OpenAI(api_key=API_KEY, base_url=sandbox.base_url, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.models.list()
+    control = f"{sandbox.root_url}/_sandbox/models"
+    assert requests.post(control, params={"forbidden": "false"}, timeout=10).json() == {
+        "forbidden": False
+    }
+    assert _get(sandbox, "models").status_code == 200
+    assert requests.post(control, params={"forbidden": "true"}, timeout=10).json() == {
+        "forbidden": True
+    }
+    assert sandbox.models_forbidden and _get(sandbox, "models").status_code == 403
+
+
+def _midnight(date: str) -> int:
+    return int(datetime.datetime.fromisoformat(date).replace(tzinfo=datetime.UTC).timestamp())
+
+
+def test_azure_lists_the_same_models_in_its_shape(sandbox, world):
+    truth = world.truth_models()
+    jobs = {j["id"]: j for j in world.truth_jobs()}
+    by_model = {j["fine_tuned_model"]: j for j in jobs.values() if j["fine_tuned_model"]}
+    headers = {"api-key": API_KEY}
+    version = {"api-version": "2025-04-01-preview"}
+    v1 = requests.get(f"{sandbox.root_url}/openai/v1/models", headers=headers, timeout=10)
+    dated = requests.get(f"{sandbox.root_url}/openai/models", headers=headers, params=version)
+    assert v1.status_code == dated.status_code == 200
+    assert v1.json() == dated.json() == {"object": "list", "data": world.list_models(azure=True)}
+    listed = v1.json()["data"]
+    assert [m["id"] for m in listed] == [m["id"] for m in truth]
+    for azure, model in zip(listed, truth, strict=True):
+        common = {"id", "object", "created_at", "status", "lifecycle_status", "capabilities"}
+        fine_tuned = model["owned_by"] != "system"
+        assert set(azure) == common | {"deprecation"} | (
+            {"model", "fine_tune"} if fine_tuned else set()
+        )
+        assert (azure["object"], azure["created_at"]) == ("model", model["created"])
+        assert azure["lifecycle_status"] == "generally-available"
+        assert azure["capabilities"]["inference"] is True
+        assert isinstance(azure["capabilities"]["fine_tune"], bool)
+        date = model["shutdown_date"]
+        assert set(azure["deprecation"]) == ({"fine_tune", "inference"} if date else {"fine_tune"})
+        if date:
+            assert azure["deprecation"]["inference"] == _midnight(date)
+            assert azure["deprecation"]["fine_tune"] <= azure["deprecation"]["inference"]
+        if fine_tuned:
+            job = jobs[azure["fine_tune"]]
+            assert azure["model"] == job["model"]
+            if ":ckpt-step-" not in model["id"]:
+                assert by_model[model["id"]]["id"] == job["id"]
+    assert {m["capabilities"]["fine_tune"] for m in listed} == {True, False}
+    child = jobs[world.fine_tuned_base_job_id()]
+    (entry,) = [m for m in listed if m["id"] == child["fine_tuned_model"]]
+    assert entry["model"] == child["model"] and entry["model"].startswith("ft:")
+    one_id = quote(child["fine_tuned_model"], safe="")
+    one = requests.get(
+        f"{sandbox.root_url}/openai/models/{one_id}", headers=headers, params=version
+    )
+    assert one.json() == entry
+    one = requests.get(f"{sandbox.root_url}/openai/v1/models/{one_id}", headers=headers)
+    assert one.json() == entry
+    missing = requests.get(f"{sandbox.root_url}/openai/models", headers=headers, timeout=10)
+    assert missing.status_code == 400  # the dated form needs api-version
+
+
+def test_shutdown_date_announced_after_time_passes(sandbox, world):
+    model_id = "o4-mini-2025-04-16"
+    assert model_id in {j["model"] for j in world.truth_jobs()}
+
+    def served_date(name: str) -> Any:
+        return _get(sandbox, f"models/{name}").json()["shutdown_date"]
+
+    assert served_date(model_id) is None
+    advance = f"{sandbox.root_url}/_sandbox/advance"
+    requests.post(advance, params={"seconds": 600, "checkpoints": 0}, timeout=10)
+    assert served_date(model_id) is None
+    requests.post(advance, params={"seconds": 3000, "checkpoints": 0}, timeout=10)
+    assert served_date(model_id) == _in_days(world, 75)
+    listed = {m["id"]: m["shutdown_date"] for m in _get(sandbox, "models").json()["data"]}
+    assert listed[model_id] == _in_days(world, 75)
+    announce = f"{sandbox.root_url}/_sandbox/models/announce"
+    response = requests.post(announce, params={"model": model_id, "date": "2031-05-06"})
+    assert response.json()["shutdown_date"] == "2031-05-06" == served_date(model_id)
+    assert requests.post(announce, params={"model": model_id}).json()["shutdown_date"] is None
+    assert served_date(model_id) is None
+    assert requests.post(announce, params={"model": model_id, "date": "May 6"}).status_code == 400
+    response = requests.post(announce, params={"model": "gpt-9", "date": "2031-05-06"})
+    assert (response.status_code, response.json()) == (404, _not_found("gpt-9"))
+
+
+def test_deleted_model_is_not_listed_and_its_job_still_names_it(sandbox, world):
+    (deleted,) = world.deleted_model_ids()
+    assert deleted not in {m["id"] for m in _get(sandbox, "models").json()["data"]}
+    assert _get(sandbox, f"models/{deleted}").status_code == 404
+    named = [
+        j
+        for page in _pages(sandbox, "fine_tuning/jobs", 100)
+        for j in page["data"]
+        if j["fine_tuned_model"] == deleted
+    ]
+    assert len(named) == 1 and named[0]["status"] == "succeeded"
+    own = world.own_date_model_id()
+    assert _get(sandbox, f"models/{own}").json()["shutdown_date"] == _in_days(world, 21)
+
+
+def test_job_trained_on_a_fine_tuned_model_over_http(sandbox, world):
+    child = _get(sandbox, f"fine_tuning/jobs/{world.fine_tuned_base_job_id()}").json()
+    jobs = [j for page in _pages(sandbox, "fine_tuning/jobs", 100) for j in page["data"]]
+    (parent,) = [j for j in jobs if j["fine_tuned_model"] == child["model"]]
+    root = parent["model"]
+    assert child["model"].split(":")[1] == root == child["fine_tuned_model"].split(":")[1]
+    checkpoints = _get(sandbox, f"fine_tuning/jobs/{child['id']}/checkpoints", limit=100).json()
+    names = {c["fine_tuned_model_checkpoint"].split(":")[1] for c in checkpoints["data"]}
+    assert names == {root}
+    listed = {m["id"] for m in _get(sandbox, "models").json()["data"]}
+    assert {child["fine_tuned_model"], parent["fine_tuned_model"]} <= listed
+
+
+def test_fault_plans_can_target_the_models_routes(sandbox, world):
+    sandbox.faults = FaultPlan(rate=1.0, kinds=["503"], routes=["models"])
+    model_id = quote(world.truth_models()[-1]["id"], safe="")
+    assert _get(sandbox, "models").status_code == 503
+    assert _get(sandbox, f"models/{model_id}").status_code == 503
+    assert _get(sandbox, "fine_tuning/jobs").status_code == 200
+    assert sandbox.stats.by_route == {
+        "GET /v1/models": 1,
+        "GET /v1/models/{id}": 1,
+        "GET /v1/fine_tuning/jobs": 1,
+    }

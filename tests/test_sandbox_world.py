@@ -1,11 +1,15 @@
 """The sandbox's world holds a realistic training history: steps, epochs, events in time order,
-files and results CSVs that agree with each other, deterministically per seed."""
+files and results CSVs that agree with each other, training files in each method's shape with
+the quirks of real uploads, and the models the key sees, deterministically per seed."""
 
 from __future__ import annotations
 
 import base64
 import csv
+import datetime
+import hashlib
 import io
+import json
 from collections import Counter
 from typing import Any, Dict, List
 
@@ -14,6 +18,9 @@ import pytest
 from fake_openai import FineTuningWorld
 from fake_openai.faults import TokenBucket
 from fake_openai.files import UnknownFileError
+from fake_openai.generation import BASE_MODELS, REINFORCEMENT_MODEL
+from fake_openai.models import UnknownModelError, root_model
+from tests.conftest import default_world as conftest_world
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -514,3 +521,356 @@ def test_served_items_are_copies():
     assert world.get_job(job_id)["status"] != "changed"
     assert world.truth_events()[job_id][-1]["message"] == f"Created fine-tuning job: {job_id}"
     assert world.truth_files()[0]["bytes"] > 0
+
+
+# ---- what existing worlds keep ------------------------------------------------------------
+
+
+def _layout_fingerprint(world: FineTuningWorld) -> str:
+    jobs = [
+        (j["id"], j["status"], j["created_at"], j["finished_at"], j["training_file"])
+        + (j["validation_file"], j["result_files"], j["seed"], j["hyperparameters"])
+        for j in world.truth_jobs()
+    ]
+    checkpoints = [(c["id"], c["step_number"], c["created_at"]) for c in world.truth_checkpoints()]
+    events = {k: [(e["id"], e["created_at"]) for e in v] for k, v in world.truth_events().items()}
+    blob = json.dumps([jobs, checkpoints, events, sorted(world.deleted_file_ids())], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("options", "fingerprint"),
+    [
+        ({"seed": 11, "jobs": 12, "max_checkpoints": 8, "big_job_steps": 300}, "32805b5a8cb3f2df"),
+        ({"seed": 11, "jobs": 12, "max_checkpoints": 8}, "ba104d6cb3b75180"),
+        ({"seed": 3, "jobs": 300, "big_job_steps": None}, "802e6d51224593f0"),
+    ],
+)
+def test_a_seed_keeps_its_job_ids_statuses_and_times(options, fingerprint):
+    # taken before training files, quirks and models were added: what came later is chosen
+    # without drawing from the world's generator, so these stay (update only on purpose)
+    world = FineTuningWorld(**options, big_training_file_bytes=100_000)
+    assert _layout_fingerprint(world) == fingerprint
+
+
+# ---- training files -----------------------------------------------------------------------
+
+QUIRK_NAMES = {"crlf", "no_final_newline", "u2028_emoji", "bom", "invalid_lines"}
+BOM = b"\xef\xbb\xbf"
+EMOJI = "\U0001f680".encode()
+
+
+def _jsonl(content: bytes) -> List[bytes]:
+    """The lines of a JSONL body, split on `\\n` only (U+2028 is no line break)."""
+    body = content[len(BOM) :] if content.startswith(BOM) else content
+    lines = body.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def _data_files_by_method(world: FineTuningWorld) -> Dict[str, List[bytes]]:
+    """Method -> every parsed-able line of its jobs' existing training and validation files."""
+    contents = world.truth_training_files()
+    invalid = world.quirk_files().get("invalid_lines")
+    by_method: Dict[str, List[bytes]] = {}
+    for job in world.truth_jobs():
+        for name in (job["training_file"], job["validation_file"]):
+            if name in contents and name != invalid:
+                by_method.setdefault(job["method"]["type"], []).extend(_jsonl(contents[name]))
+    return by_method
+
+
+def _check_chat(messages: List[Dict[str, Any]], seen: Counter) -> None:
+    for index, message in enumerate(messages):
+        role = message["role"]
+        assert role in ("system", "developer", "user", "assistant", "tool")
+        seen[role] += 1
+        if "weight" in message:
+            assert role == "assistant" and message["weight"] in (0, 1)
+            seen[f"weight {message['weight']}"] += 1
+        if "tool_calls" in message:
+            assert role == "assistant"
+            (call,) = message["tool_calls"]
+            assert call["type"] == "function"
+            json.loads(call["function"]["arguments"])
+            following = messages[index + 1] if index + 1 < len(messages) else None
+            if following is not None:  # a tool's answer follows a call (DPO outputs end there)
+                assert following["role"] == "tool"
+                assert following["tool_call_id"] == call["id"]
+            seen["tool_calls"] += 1
+
+
+def test_training_files_have_each_methods_shape():
+    world = conftest_world()
+    by_method = _data_files_by_method(world)
+    assert set(by_method) == {"supervised", "dpo", "reinforcement"}
+    seen: Dict[str, Counter] = {method: Counter() for method in by_method}
+    for method, lines in by_method.items():
+        for line in lines:
+            example = json.loads(line)
+            compact = json.dumps(example, separators=(",", ":"), ensure_ascii=False).encode()
+            assert compact == line  # compact JSON lines
+            counts = seen[method]
+            if method == "supervised":
+                assert set(example) <= {"messages", "tools", "parallel_tool_calls"}
+                _check_chat(example["messages"], counts)
+                assert example["messages"][-1]["role"] == "assistant"
+                if "parallel_tool_calls" in example:
+                    counts[f"parallel {example['parallel_tool_calls']}"] += 1
+            elif method == "dpo":
+                assert set(example) == {"input", "preferred_output", "non_preferred_output"}
+                assert set(example["input"]) <= {"messages", "tools"}
+                _check_chat(example["input"]["messages"], counts)
+                for output in ("preferred_output", "non_preferred_output"):
+                    (answer,) = example[output]
+                    assert answer["role"] == "assistant"
+                _check_chat(example["preferred_output"], counts)
+            else:
+                assert {"messages", "correct_answer", "difficulty"} <= set(example)
+                assert set(example) - {"messages", "tools"} == {"correct_answer", "difficulty"}
+                assert example["messages"][-1]["role"] == "user"
+                _check_chat(example["messages"], counts)
+            counts["tools"] += "tools" in example or "tools" in example.get("input", {})
+    assert set(seen["supervised"]) >= {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "weight 0",
+        "weight 1",
+        "tool_calls",
+        "parallel True",
+        "parallel False",
+        "tools",
+    }
+    assert set(seen["dpo"]) >= {"system", "developer", "user", "tool_calls", "tools"}
+    assert set(seen["reinforcement"]) >= {"system", "developer", "user", "tools"}
+    again = conftest_world().truth_training_files()  # deterministic from the seed
+    assert again == world.truth_training_files()
+    referenced = {
+        f for j in world.truth_jobs() for f in (j["training_file"], j["validation_file"]) if f
+    }
+    assert set(again) == referenced - world.deleted_file_ids()
+
+
+def _assert_quirks(world: FineTuningWorld) -> None:
+    quirks = world.quirk_files()
+    assert set(quirks) == QUIRK_NAMES and len(set(quirks.values())) == len(QUIRK_NAMES)
+    contents = world.truth_training_files()
+    assert set(quirks.values()) <= set(contents)  # existing files jobs name
+    for file_id, content in contents.items():
+        assert world.get_file(file_id)["bytes"] == len(content)
+        if file_id not in quirks.values():  # plain: \n after every line, ASCII, all JSON
+            assert content.endswith(b"\n") and b"\r" not in content
+            assert content.isascii() and not content.startswith(BOM)
+            assert all(json.loads(line) for line in _jsonl(content))
+    crlf = contents[quirks["crlf"]]
+    assert crlf.endswith(b"\r\n") and crlf.count(b"\r\n") == crlf.count(b"\n") > 10
+    no_newline = contents[quirks["no_final_newline"]]
+    assert not no_newline.endswith(b"\n") and no_newline.endswith(b"}") and b"\r" not in no_newline
+    u2028 = contents[quirks["u2028_emoji"]]
+    assert "\u2028".encode() in u2028 and EMOJI in u2028
+    assert b"\\u2028" not in u2028 and b"\\ud83d" not in u2028  # raw, not escaped
+    text = u2028.decode()
+    assert len(text.splitlines()) > len(_jsonl(u2028))  # what splitlines() gets wrong
+    assert contents[quirks["bom"]].startswith(BOM)
+    assert [f for f, c in contents.items() if c.startswith(BOM)] == [quirks["bom"]]
+    for name in ("crlf", "no_final_newline", "u2028_emoji", "bom"):
+        assert all(json.loads(line) for line in _jsonl(contents[quirks[name]]))
+    invalid = contents[quirks["invalid_lines"]]
+    lines = _jsonl(invalid)
+    assert invalid.endswith(b"\n") and lines.count(b"") == 1
+
+    def parses(line: bytes) -> bool:
+        try:
+            json.loads(line)
+        except ValueError:
+            return False
+        return True
+
+    (broken,) = [line for line in lines if line and not parses(line)]
+    assert broken.startswith(b'{"messages"')  # a line cut off, between valid ones
+    assert 0 < lines.index(broken) < len(lines) - 1 and 0 < lines.index(b"") < len(lines) - 1
+    users = [j for j in world.truth_jobs() if j["training_file"] == quirks["invalid_lines"]]
+    failed = [j for j in users if j["status"] == "failed"]
+    assert failed and all(j["error"]["code"] == "invalid_training_file" for j in failed)
+    assert {j["status"] for j in users} <= {"failed", "validating_files"}  # none trained on it
+
+
+def test_default_world_files_carry_every_quirk_of_real_uploads():
+    world = conftest_world()
+    _assert_quirks(world)
+    quirks = world.quirk_files()
+    jobs = list(reversed(world.truth_jobs()))  # where the default world puts them, oldest first
+    assert (jobs[0]["training_file"], jobs[0]["validation_file"]) == (
+        quirks["crlf"],
+        quirks["no_final_newline"],
+    )
+    assert (jobs[1]["status"], jobs[1]["training_file"]) == ("failed", quirks["invalid_lines"])
+    assert (jobs[2]["method"]["type"], jobs[2]["training_file"]) == (
+        "reinforcement",
+        quirks["u2028_emoji"],
+    )
+    assert jobs[3]["validation_file"] == quirks["bom"]
+
+
+@pytest.mark.parametrize("jobs", [8, 9, 10, 20])
+def test_every_world_of_eight_jobs_or_more_has_the_quirks(jobs):
+    for seed in range(5):
+        _assert_quirks(FineTuningWorld(seed=seed, jobs=jobs))
+
+
+def test_a_failed_job_sharing_its_file_gets_one_of_its_own():
+    # seed 4, 10 jobs: the failed job's training file is also a succeeded job's
+    world = FineTuningWorld(seed=4, jobs=10)
+    _assert_quirks(world)
+    file_id = world.quirk_files()["invalid_lines"]
+    (job,) = [j for j in world.truth_jobs() if j["training_file"] == file_id]
+    assert job["status"] == "failed"
+    messages = [e["message"] for e in world.truth_events()[job["id"]]]
+    assert f"Validating training file: {file_id}" in {m.split(" and ")[0] for m in messages}
+    assert world.get_file(file_id)["created_at"] < job["created_at"]
+    assert file_id in {f["id"] for f in world.truth_files()}
+
+
+def test_big_training_file_is_about_the_size_asked_for():
+    size = 5_000_000
+    plain = conftest_world()
+    world = conftest_world(big_training_file_bytes=size)
+    file_id = world.big_training_file()
+    content = world.file_content(file_id)
+    assert size <= len(content) < size + 2_000 and content.endswith(b"\n")
+    assert world.get_file(file_id)["bytes"] == len(content)
+    assert all(json.loads(line) for line in _jsonl(content))
+    (job,) = [j for j in world.truth_jobs() if j["training_file"] == file_id]
+    assert job["status"] == "succeeded"
+    assert file_id not in world.quirk_files().values()
+    # the rest of the world is the same
+    assert world.truth_jobs() == plain.truth_jobs()
+    others = {k: v for k, v in world.truth_training_files().items() if k != file_id}
+    assert others == {k: v for k, v in plain.truth_training_files().items() if k != file_id}
+    assert plain.big_training_file() is None
+    with pytest.raises(ValueError):
+        FineTuningWorld(big_training_file_bytes=0)
+
+
+# ---- models -------------------------------------------------------------------------------
+
+TODAY = datetime.date(2026, 3, 1)
+
+
+def _in_days(days: int) -> str:
+    return (TODAY + datetime.timedelta(days=days)).isoformat()
+
+
+def test_models_list_base_fine_tuned_and_checkpoint_models():
+    world = conftest_world(today=TODAY)
+    models = world.truth_models()
+    assert len({m["id"] for m in models}) == len(models)
+    assert all(set(m) == {"id", "object", "created", "owned_by", "shutdown_date"} for m in models)
+    assert {m["object"] for m in models} == {"model"}
+    base = {m["id"]: m["shutdown_date"] for m in models if m["owned_by"] == "system"}
+    assert list(base) == [m["id"] for m in models[: len(base)]]  # base models first
+    assert base == {
+        "gpt-4o-mini-2024-07-18": _in_days(44),
+        "gpt-4.1-mini-2025-04-14": None,
+        "gpt-4o-2024-08-06": _in_days(-39),
+        "o4-mini-2025-04-16": None,
+        "gpt-4.1-nano-2025-04-14": None,
+        "gpt-3.5-turbo-1106": _in_days(-400),
+    }
+    assert set(BASE_MODELS) | {REINFORCEMENT_MODEL} <= set(base)
+    # the base models jobs use: a date ahead, a date passed, none
+    used = {base[root_model(j["model"])] for j in world.truth_jobs()}
+    assert {d is None for d in used} == {True, False}
+    assert {d < TODAY.isoformat() for d in used if d} == {True, False}
+    jobs = list(reversed(world.truth_jobs()))  # oldest first
+    (deleted,) = world.deleted_model_ids()
+    own = world.own_date_model_id()
+    expected = []
+    for job in jobs:
+        if job["status"] == "succeeded" and job["fine_tuned_model"] != deleted:
+            date = _in_days(21) if job["fine_tuned_model"] == own else None
+            expected.append(
+                (job["fine_tuned_model"], job["finished_at"], world.organization_id, date)
+            )
+        for checkpoint in reversed(world.list_checkpoints(job["id"], None, 100)[0]):
+            expected.append(
+                (
+                    checkpoint["fine_tuned_model_checkpoint"],
+                    checkpoint["created_at"],
+                    world.organization_id,
+                    None,
+                )
+            )
+    listed = [(m["id"], m["created"], m["owned_by"], m["shutdown_date"]) for m in models]
+    assert listed[len(base) :] == expected
+    # the one fine-tuned model with its own date: not its base's
+    assert [m["id"] for m in models[len(base) :] if m["shutdown_date"]] == [own]
+    assert base[root_model(own)] != _in_days(21)
+    # deleted by its owner: its job still names it
+    assert deleted in {j["fine_tuned_model"] for j in jobs} and deleted != own
+    with pytest.raises(UnknownModelError):
+        world.get_model(deleted)
+    assert world.get_model(own) == next(m for m in models if m["id"] == own)
+    assert conftest_world().today == datetime.date.today()
+
+
+def test_a_job_trained_on_a_fine_tuned_model_keeps_the_root_in_its_names():
+    world = conftest_world()
+    child = world.get_job(world.fine_tuned_base_job_id())
+    parents = [j for j in world.truth_jobs() if j["fine_tuned_model"] == child["model"]]
+    (parent,) = parents
+    assert parent["status"] == child["status"] == "succeeded"
+    assert parent["finished_at"] <= child["created_at"]  # the model existed when it started
+    root = parent["model"]
+    assert child["model"].startswith(f"ft:{root}:sandbox::") and root_model(child["model"]) == root
+    assert child["fine_tuned_model"].startswith(f"ft:{root}:sandbox::")
+    assert child["fine_tuned_model"] != child["model"]
+    names = [c["fine_tuned_model_checkpoint"] for c in world.truth_checkpoints()]
+    mine = [c for c in world.truth_checkpoints() if c["fine_tuning_job_id"] == child["id"]]
+    assert mine and all(
+        c["fine_tuned_model_checkpoint"]
+        == f"ft:{root}:sandbox::{child['id'][-8:]}:ckpt-step-{c['step_number']}"
+        for c in mine
+    )
+    assert all(name.count(":") == 5 for name in names)
+    assert [j["id"] for j in world.truth_jobs() if j["model"].startswith("ft:")] == [child["id"]]
+    assert child["fine_tuned_model"] in {m["id"] for m in world.truth_models()}
+    assert root_model("gpt-4o-2024-08-06") == "gpt-4o-2024-08-06"
+    with pytest.raises(LookupError):
+        FineTuningWorld(seed=0, jobs=0).fine_tuned_base_job_id()
+
+
+def test_shutdown_dates_get_announced_as_time_passes():
+    world = conftest_world(today=TODAY)
+
+    def date_of(model_id: str) -> Any:
+        return world.get_model(model_id)["shutdown_date"]
+
+    assert REINFORCEMENT_MODEL in {j["model"] for j in world.truth_jobs()}
+    assert date_of(REINFORCEMENT_MODEL) is None
+    world.advance(seconds=1000, new_checkpoints=0)
+    assert date_of(REINFORCEMENT_MODEL) is None
+    world.advance(seconds=800, new_checkpoints=0)  # 1800 s in all
+    assert date_of(REINFORCEMENT_MODEL) == _in_days(75)
+    world.announce_shutdown("gpt-4.1-mini-2025-04-14", "2026-09-30")
+    assert date_of("gpt-4.1-mini-2025-04-14") == "2026-09-30"
+    world.announce_shutdown(REINFORCEMENT_MODEL, None)  # withdrawn
+    assert date_of(REINFORCEMENT_MODEL) is None
+    checkpoint = world.truth_checkpoints()[0]["fine_tuned_model_checkpoint"]
+    world.announce_shutdown(checkpoint, "2026-04-01")
+    assert date_of(checkpoint) == "2026-04-01"
+    for bad in ("2026-02-30", "2026-3-1", "20260301", "soon"):
+        with pytest.raises(ValueError):
+            world.announce_shutdown(checkpoint, bad)
+    with pytest.raises(UnknownModelError):
+        world.announce_shutdown("gpt-9", "2026-04-01")
+    world.delete_model(checkpoint)
+    assert checkpoint in world.deleted_model_ids()
+    assert checkpoint not in {m["id"] for m in world.truth_models()}
+    world.advance(seconds=600, finish=True)  # jobs that succeed now list their models
+    succeeded = {j["fine_tuned_model"] for j in world.truth_jobs() if j["status"] == "succeeded"}
+    assert succeeded - world.deleted_model_ids() <= {m["id"] for m in world.truth_models()}
