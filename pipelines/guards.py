@@ -7,7 +7,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 import duckdb
 import filelock
@@ -53,19 +53,57 @@ def open_duckdb_file(path: str) -> duckdb.DuckDBPyConnection:
         ) from None
     except duckdb.Error as error:
         message = " ".join(str(error).split())
-        holder = re.search(r"\(PID (\d+)\)", message)
-        if "lock" in message.lower():
-            who = f" (PID {holder.group(1)})" if holder else ""
-            raise DuckDBLockedError(
-                f"The DuckDB file '{target}' is locked by another process{who}: close that"
-                " connection (a DuckDB shell, a notebook) and retry"
-            ) from None
+        locked = duckdb_locked(error, str(target))
+        if locked is not None:
+            raise locked from None
         if "not a valid DuckDB database" in message or "database file" in message.lower():
             raise DestinationError(
                 f"The file '{target}' is not a valid DuckDB database: move it away or choose"
                 " another --duckdb-path"
             ) from None
         raise DestinationError(f"Cannot open the DuckDB file '{target}': {message}") from None
+
+
+def duckdb_locked(error: BaseException, path: Optional[str] = None) -> Optional[DuckDBLockedError]:
+    """The `DuckDBLockedError` to raise when `error` (or what it wraps) is DuckDB refusing a
+    file that another process holds, else None.
+
+    dlt wraps DuckDB's error in its own (an `IOException` from the client, or a
+    `DestinationConnectionError` that blames credentials and the network and keeps the
+    original as `inner_exc`), so the whole chain is searched.
+
+    Args:
+        error: What opening or querying the file raised.
+        path: The file as the user named it; else the path in DuckDB's message.
+    """
+    for cause in _causes(error):
+        if not isinstance(cause, duckdb.Error):
+            continue
+        message = " ".join(str(cause).split())
+        if "lock" not in message.lower():
+            continue
+        holder = re.search(r"\(PID (\d+)\)", message)
+        named = re.search(r'lock on file "([^"]+)"', message)
+        target = path or (named.group(1) if named else "")
+        who = f" (PID {holder.group(1)})" if holder else ""
+        return DuckDBLockedError(
+            f"The DuckDB file '{target}' is locked by another process{who}: close that"
+            " connection (a DuckDB shell, a notebook) and retry"
+        )
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and every error it wraps (cause, context, dlt's `inner_exc`), once each."""
+    seen = set()
+    pending: List[Optional[BaseException]] = [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__, getattr(current, "inner_exc", None)]
 
 
 def wait_for_duckdb_file(

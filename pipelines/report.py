@@ -4,6 +4,7 @@ fetched) with the job summary, training curves per job and a comparison across j
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,21 +12,54 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 
+from pipelines.guards import duckdb_locked
 from pipelines.report_charts import comparison_chart, job_chart
-from pipelines.report_data import SUMMARY_COLUMNS, JobCurves, ReportData, read_report_data
+from pipelines.report_data import JobCurves, ReportData, read_report_data
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 15px; margin-top: 28px; }
-table { border-collapse: collapse; font-size: 12px; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; white-space: nowrap; }
-th { background: #f4f4f4; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.scroll { max-height: 420px; overflow: auto; border: 1px solid #ddd; }
-.facts { font-size: 12px; color: #555; }
+table { border-collapse: collapse; font-size: 11px; width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; position: sticky; top: 0; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
+td.id { word-break: break-all; }
+table.job-summary th:first-child { width: 18%; }
+td .sub { color: #666; }
+td .day { white-space: nowrap; }
+.scroll { max-height: 70vh; overflow-x: hidden; overflow-y: auto; border: 1px solid #ddd; }
+.facts, .note { font-size: 12px; color: #555; }
 svg { max-width: 100%; height: auto; }
+@page { size: landscape; margin: 10mm; }
+@media print {
+  body { margin: 0; }
+  table { font-size: 9px; }
+  .scroll { max-height: none; overflow: visible; border: 0; }
+  th { position: static; }
+  thead { display: table-header-group; }
+  tr, section.job, svg { break-inside: avoid; }
+}
 """
-NUMERIC = {"duration_s", "trained_tokens", "steps", "checkpoints"}
+# The jobs table: (header, job_summary column, numeric). Merged and short enough to fit the
+# page width, print included: finished_at is created_at + duration_s, the best checkpoint's
+# cell adds its metric and value, and has its id as tooltip (its model name is what one
+# deploys).
+COLUMNS = (
+    ("job", "id", False),
+    ("base model", "model", False),
+    ("method", "method", False),
+    ("status", "status", False),
+    ("created (UTC)", "created_at", False),
+    ("duration", "duration_s", True),
+    ("trained tokens", "trained_tokens", True),
+    ("steps", "steps", True),
+    ("check&shy;points", "checkpoints", True),
+    ("final train loss", "final_train_loss", True),
+    ("final valid loss", "final_valid_loss", True),
+    ("fine-tuned model", "fine_tuned_model", False),
+    ("best checkpoint", "best_checkpoint_model", False),
+)
 
 
 @dataclass
@@ -38,23 +72,53 @@ class ReportResult:
     charts: int
 
 
-def _cell(name: str, value: Any) -> str:
+def _breakable(text: str) -> str:
+    """Escaped, with line-break chances after the colons and underscores of model names and
+    statuses (`ft:gpt-4o-2024-08-06:org::id`, `validating_files`; browsers break after a
+    hyphen already), so a cell wraps there rather than widening the table."""
+    return re.sub(r"([:_])(?=.)", r"\1<wbr>", html.escape(text))
+
+
+def _duration(seconds: Any) -> str:
+    """`h:mm:ss`: a 2-hour job reads as such, not as 7386."""
+    total = int(seconds)
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def _text(name: str, value: Any) -> str:
     if value is None:
-        text = ""
-    elif isinstance(value, float):
-        text = f"{value:.4f}"
-    elif isinstance(value, datetime):
-        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    else:
-        text = str(value)
-    numeric = isinstance(value, float) or name in NUMERIC
-    return f"<td{' class=num' if numeric else ''}>{html.escape(text)}</td>"
+        return ""
+    if name == "duration_s":
+        return _duration(value)
+    if isinstance(value, datetime):  # may wrap before the time, not inside the date
+        return value.astimezone(UTC).strftime('<span class="day">%Y-%m-%d</span> %H:%M')
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return _breakable(str(value))
+
+
+def _cell(job: Dict[str, Any], name: str, numeric: bool) -> str:
+    text = _text(name, job.get(name))
+    if name == "best_checkpoint_model":
+        value = job.get("best_value")
+        if value is not None:
+            metric = html.escape(str(job.get("best_metric")))
+            text += f'<br><span class="sub">{metric} {value:.4f}</span>'
+        tip = html.escape(str(job.get("best_checkpoint_id") or ""), quote=True)
+        return f'<td title="{tip}">{text}</td>'
+    # a job id has no separator to break at: it may break anywhere, rather than widen the table
+    css = " class=num" if numeric else " class=id" if name == "id" else ""
+    return f"<td{css}>{text}</td>"
 
 
 def _summary_table(jobs: List[Dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in SUMMARY_COLUMNS)
+    head = "".join(
+        f"<th{' class=num' if numeric else ''}>{label}</th>" for label, _, numeric in COLUMNS
+    )
     body = "\n".join(
-        "<tr>" + "".join(_cell(name, job.get(name)) for name in SUMMARY_COLUMNS) + "</tr>"
+        "<tr>" + "".join(_cell(job, name, numeric) for _, name, numeric in COLUMNS) + "</tr>"
         for job in jobs
     )
     return (
@@ -109,8 +173,21 @@ def write_report(
     charts: int = 20,
     title: Optional[str] = None,
 ) -> ReportResult:
-    """Reads the views and writes the report to `out`."""
-    data = read_report_data(pipeline, job_ids, since, charts)
+    """Reads the views and writes the report to `out`.
+
+    Raises:
+        ConfigurationError: A `--job` that is not in the dataset (exit 2).
+        DuckDBLockedError: Another process took the DuckDB file (exit 5, with its PID).
+    """
+    try:
+        data = read_report_data(pipeline, job_ids, since, charts)
+    except Exception as error:
+        # another process took the file after `existing_pipeline` opened it: say who, not
+        # dlt's bare IOException
+        locked = duckdb_locked(error)
+        if locked is not None:
+            raise locked from None
+        raise
     text = render_html(data, title or f"Fine-tuning report · {pipeline.dataset_name}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

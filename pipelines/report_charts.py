@@ -49,77 +49,111 @@ def _thin(steps: Sequence[int], values: Sequence[Optional[float]]) -> Tuple[list
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _plot(axes: Any, job: JobCurves, series: Sequence[Tuple[str, str, str]]) -> bool:
-    """Draws (column, label, color) series; True when one had a value."""
-    drawn = False
+Series = Sequence[Tuple[str, str, str]]  # (training_curves column, label, color)
+LOSS: Series = (
+    ("train_loss", "train loss", COLORS["train"]),
+    ("valid_loss", "valid loss", COLORS["valid"]),
+    ("full_valid_loss", "full valid loss", COLORS["full_valid"]),
+)
+ACCURACY: Series = (
+    ("train_mean_token_accuracy", "train accuracy", COLORS["train"]),
+    ("valid_mean_token_accuracy", "valid accuracy", COLORS["valid"]),
+    ("full_valid_mean_token_accuracy", "full valid accuracy", COLORS["full_valid"]),
+)
+REWARD: Series = (
+    ("train_reward_mean", "train reward", COLORS["train"]),
+    ("valid_reward_mean", "valid reward", COLORS["valid"]),
+)
+PANEL_WIDTH = 5.0  # inches; a job chart is one panel per metric that has values
+
+
+def _plot(axes: Any, job: JobCurves, series: Series) -> None:
+    """Draws the series that have values; each line's gid names it as a curve."""
     for column, label, color in series:
-        xs, ys = _thin(job.curves["step"], job.curves.get(column, []))
+        if column not in job.curves:  # as job_panels reads it: a column not read has no value
+            continue
+        xs, ys = _thin(job.curves["step"], job.curves[column])
         if xs:
             marker = "o" if column.startswith("full_valid") else None
-            axes.plot(xs, ys, label=label, color=color, linewidth=1.2, marker=marker, markersize=3)
-            drawn = True
-    return drawn
+            axes.plot(
+                xs,
+                ys,
+                label=label,
+                color=color,
+                linewidth=1.2,
+                marker=marker,
+                markersize=3,
+                gid=f"curve-{column}",
+            )
 
 
 def _mark_checkpoints(axes: Any, job: JobCurves) -> None:
+    """One vertical line per checkpoint: dotted, the best one solid red, drawn last (on top);
+    one legend entry each for "checkpoint" and "best checkpoint"."""
     best = job.summary.get("best_checkpoint_id")
-    for checkpoint in job.checkpoints:
+    labelled = False
+    for checkpoint in sorted(job.checkpoints, key=lambda c: c["id"] == best):
         is_best = checkpoint["id"] == best
+        label = None
+        if is_best:
+            label = "best checkpoint"
+        elif not labelled:
+            label, labelled = "checkpoint", True
         axes.axvline(
             checkpoint["step_number"],
             color=COLORS["best"] if is_best else "#999999",
             linestyle="-" if is_best else ":",
             linewidth=1.6 if is_best else 0.8,
-            label="best checkpoint" if is_best else None,
+            label=label,
+            gid=f"{'best-' if is_best else ''}checkpoint-{checkpoint['id']}",
         )
+
+
+def job_panels(job: JobCurves) -> Tuple[List[Tuple[str, Series]], List[str]]:
+    """(the panels to draw as (y label, series), the names of those left out): a panel whose
+    metric no step recorded is not drawn, not even as empty axes."""
+    if job.summary.get("method") == "reinforcement":
+        wanted = [("reward mean", "reward", REWARD), ("loss", "loss", LOSS)]
+    else:
+        wanted = [("loss", "loss", LOSS), ("token accuracy", "token accuracy", ACCURACY)]
+    panels, missing = [], []
+    for ylabel, name, series in wanted:
+        recorded = any(
+            value is not None for column, _, _ in series for value in job.curves.get(column, [])
+        )
+        if recorded:
+            panels.append((ylabel, series))
+        else:
+            missing.append(name)
+    return panels, missing
 
 
 def job_chart(job: JobCurves) -> str:
-    """Loss (or reward) and token accuracy over steps, checkpoints marked, best highlighted."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    """HTML: loss (or reward) and token accuracy over steps, checkpoints marked, best
+    highlighted, one panel per metric recorded; a note names the metrics none of its steps
+    recorded."""
+    panels, missing = job_panels(job)
+    note = f'<p class="note">No {" or ".join(missing)} recorded at any step.</p>' if missing else ""
+    if not panels:
+        return note
+    width = PANEL_WIDTH * len(panels)
+    figure, grid = plt.subplots(1, len(panels), figsize=(width, 3.2), squeeze=False)
     summary = job.summary
-    reinforcement = summary.get("method") == "reinforcement"
-    if reinforcement:
-        _plot(
-            left,
-            job,
-            [
-                ("train_reward_mean", "train reward", COLORS["train"]),
-                ("valid_reward_mean", "valid reward", COLORS["valid"]),
-            ],
-        )
-        left.set_ylabel("reward mean")
-    _plot(
-        right if reinforcement else left,
-        job,
-        [
-            ("train_loss", "train loss", COLORS["train"]),
-            ("valid_loss", "valid loss", COLORS["valid"]),
-            ("full_valid_loss", "full valid loss", COLORS["full_valid"]),
-        ],
-    )
-    (right if reinforcement else left).set_ylabel("loss")
-    if not reinforcement:
-        _plot(
-            right,
-            job,
-            [
-                ("train_mean_token_accuracy", "train accuracy", COLORS["train"]),
-                ("valid_mean_token_accuracy", "valid accuracy", COLORS["valid"]),
-                ("full_valid_mean_token_accuracy", "full valid accuracy", COLORS["full_valid"]),
-            ],
-        )
-        right.set_ylabel("token accuracy")
-    for axes in (left, right):
+    for axes, (ylabel, series) in zip(grid[0], panels, strict=True):
+        _plot(axes, job, series)
+        axes.set_ylabel(ylabel)
         _mark_checkpoints(axes, job)
         axes.set_xlabel("step")
         axes.xaxis.set_major_locator(MaxNLocator(6, integer=True))  # fewer ticks draw faster
         axes.yaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
-        if axes.lines:
-            axes.legend(loc="best", fontsize=7, frameon=False)
+        axes.legend(loc="best", fontsize=7, frameon=False)
     figure.suptitle(f"{job.id} · {summary.get('model')} · {summary.get('method')}", fontsize=9)
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.88, wspace=0.25)
-    return _svg(figure, "job-chart", f"training curves of {job.id}")
+    # margins in inches, whatever the number of panels; the right one leaves room for the
+    # last step's tick label ("1250")
+    figure.subplots_adjust(
+        left=0.7 / width, right=1 - 0.25 / width, bottom=0.15, top=0.88, wspace=0.3
+    )
+    return _svg(figure, "job-chart", f"training curves of {job.id}") + note
 
 
 def _scatter(axes: Any, points: List[Tuple[Any, float]], title: str, categorical: bool) -> None:
@@ -133,7 +167,10 @@ def _scatter(axes: Any, points: List[Tuple[Any, float]], title: str, categorical
         axes.scatter([positions[str(x)] for x, _ in points], [y for _, y in points], s=14)
         axes.set_xticks(range(len(names)), [n.replace("-20", "\n20", 1) for n in names])
     else:
-        axes.scatter([x for x, _ in points], [y for _, y in points], s=14)
+        xs = [x for x, _ in points]
+        axes.scatter(xs, [y for _, y in points], s=14)
+        if all(float(x).is_integer() for x in xs):  # epochs: no tick at 2.5
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title, fontsize=9)
     axes.set_ylabel("final valid loss")
 

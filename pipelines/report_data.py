@@ -11,25 +11,6 @@ import dlt
 
 from sources.openai_fine_tuning.errors import ConfigurationError
 
-SUMMARY_COLUMNS = (
-    "id",
-    "model",
-    "method",
-    "status",
-    "created_at",
-    "finished_at",
-    "duration_s",
-    "trained_tokens",
-    "fine_tuned_model",
-    "steps",
-    "checkpoints",
-    "final_train_loss",
-    "final_valid_loss",
-    "best_checkpoint_id",
-    "best_checkpoint_model",
-    "best_metric",
-    "best_value",
-)
 CURVE_COLUMNS = (
     "step",
     "train_loss",

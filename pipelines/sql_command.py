@@ -14,7 +14,7 @@ from typing import Any, List, Sequence, Tuple
 from tabulate import tabulate
 
 from pipelines.exits import one_line
-from pipelines.guards import DestinationError
+from pipelines.guards import DestinationError, duckdb_locked
 from pipelines.openai_fine_tuning_pipeline import existing_pipeline
 from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 
@@ -31,7 +31,14 @@ def run_query(
     duckdb_path: str = "openai_ft.duckdb",
     dataset: str = "openai_fine_tuning",
 ) -> Tuple[List[str], List[Sequence[Any]]]:
-    """(column names, rows) of `query` on the destination's dataset."""
+    """(column names, rows) of `query` on the destination's dataset.
+
+    Raises:
+        ConfigurationError: No query, or no SQL client on the destination (exit 2).
+        QueryError: The query failed in the destination (exit 2).
+        DestinationError: The destination cannot be read: no DuckDB file, a file another
+            process holds (`DuckDBLockedError`, with its PID), a failed connection (exit 5).
+    """
     if not query.strip():
         raise ConfigurationError("No query: pass it as an argument or on standard input")
     pipeline = existing_pipeline(destination, duckdb_path, dataset)
@@ -54,6 +61,10 @@ def run_query(
     except Exception as error:  # the driver failed before the query: connection, credentials
         if isinstance(error, (ConfigurationException, FineTuningSourceError)):
             raise  # missing configuration: exit 2, said by the CLI
+        # another process took the file after `existing_pipeline` opened it: say who
+        locked = duckdb_locked(error, duckdb_path) if destination == "duckdb" else None
+        if locked is not None:
+            raise locked from None
         raise DestinationError(
             f"Could not query the {destination} destination: {type(error).__name__}:"
             f" {one_line(str(error))[:300]}"

@@ -103,3 +103,36 @@ def test_analyst_sql_answers_exactly(target, demo_world):
     ]
     got = [{**row, "month": row["month"].replace(tzinfo=None)} for row in _rows(target, queries[2])]
     assert got == expected
+
+
+def example_query(comment: str) -> str:
+    """The query of the "Example SQL" section that follows the comment starting so."""
+    text = README.read_text()
+    block = re.search(r"## Example SQL\n\n```sql\n(.*?)```", text, re.S).group(1)
+    (query,) = [q.strip() for q in block.split(";\n") if f"\n-- {comment}" in f"\n{q.strip()}"]
+    return query
+
+
+def test_the_best_checkpoint_example_is_the_view(loaded_target):
+    """One definition of "best": the README's example reads the view, and so agrees with it
+    on every job."""
+    target, world = loaded_target
+    query = example_query("best checkpoint per job")
+    assert "best_checkpoints" in query and "metrics__" not in query  # no rule restated
+    got = _rows(target, query.replace("openai_fine_tuning.", f"{target.dataset}."))
+    jobs = {job["id"]: job for job in world.truth_jobs()}
+    best = views_truth.best_checkpoints(world)
+    assert {row["job_id"]: row for row in got} == {
+        job_id: {
+            "job_id": job_id,
+            "model": jobs[job_id]["model"],
+            "status": jobs[job_id]["status"],
+            "step_number": chosen["step_number"],
+            "rule": chosen["rule"],
+            "value": chosen["value"],
+            "fine_tuned_model_checkpoint": chosen["fine_tuned_model_checkpoint"],
+        }
+        for job_id, chosen in best.items()
+    }
+    created = [jobs[row["job_id"]]["created_at"] for row in got]
+    assert created == sorted(created, reverse=True)  # newest first

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
+import duckdb
 import pytest
 
 from pipelines.cli import main
@@ -105,6 +111,63 @@ def test_no_duckdb_file_is_exit_5_and_creates_nothing(tmp_path, capsys):
         f"openai-ft: error: No DuckDB file at '{missing}': run `openai-ft load` first, or point"
         " --duckdb-path at the file it wrote"
     )
+
+
+@contextmanager
+def held_by_another_process(path: Path, read_only: bool = False) -> Iterator[int]:
+    """Another process holds the DuckDB file, as a DuckDB shell or a notebook does, until the
+    block ends; yields its PID. DuckDB lets one process write a file: a reader elsewhere
+    conflicts with a writer too."""
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro');"
+        " print('ready', flush=True); time.sleep(120)"
+    )
+    mode = "ro" if read_only else "rw"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), mode], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def locked_line(path: Path, pid: int) -> str:
+    """What `load`, `sql` and `report` print, as one line, for a file another process holds."""
+    return (
+        f"openai-ft: error: The DuckDB file '{path}' is locked by another process (PID {pid}):"
+        " close that connection (a DuckDB shell, a notebook) and retry"
+    )
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+def test_a_file_held_by_another_process_is_exit_5_naming_its_pid(tmp_path, capsys, read_only):
+    path = tmp_path / "held.duckdb"
+    duckdb.connect(str(path)).close()
+    with held_by_another_process(path, read_only) as pid:
+        code = main(["sql", "SELECT 1", "--duckdb-path", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 5 and out == ""
+    assert err.splitlines() == [locked_line(path, pid)]
+
+
+def test_a_file_taken_after_the_check_is_said_the_same(tmp_path, capsys, monkeypatch):
+    """Another process takes the file between `existing_pipeline`'s check and dlt's connection:
+    dlt's "check your credentials ... internet connection" text becomes the same one line."""
+
+    class Unchecked:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("pipelines.guards.open_duckdb_file", lambda path: Unchecked())
+    path = tmp_path / "held.duckdb"
+    duckdb.connect(str(path)).close()
+    with held_by_another_process(path) as pid:
+        code = main(["sql", "SELECT 1", "--duckdb-path", str(path)])
+    assert code == 5
+    assert capsys.readouterr().err.splitlines() == [locked_line(path, pid)]
 
 
 def test_empty_query_is_exit_2(tmp_path, capsys, monkeypatch):
