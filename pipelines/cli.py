@@ -57,7 +57,35 @@ def _run(args: argparse.Namespace) -> int:
             f" {result.bytes / 1024:,.0f} KB)"
         )
         return 0
+    if args.command == "export":
+        return _export(args)
     return _load(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipelines.destinations import existing_pipeline
+    from pipelines.export import export_files
+    from pipelines.guards import DestinationError
+
+    pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
+    result = export_files(pipeline, args.out, args.job_ids)
+    size = sum(entry["bytes"] for entry in result.written)
+    print(
+        f"Exported {len(result.written)} file(s), {size:,} bytes, to {result.out}"
+        " (manifest.json lists them)"
+    )
+    if result.not_archived:
+        print(
+            f"openai-ft: warning: {len(result.not_archived)} file(s) the jobs name are not in the"
+            " archive (deleted upstream before they were read, or not loaded yet):"
+            f" {', '.join(result.not_archived)}",
+            file=sys.stderr,
+        )
+    if result.failed:
+        raise DestinationError(
+            f"{len(result.failed)} file(s) could not be written exactly: {'; '.join(result.failed)}"
+        )
+    return 0
 
 
 def _load(args: argparse.Namespace) -> int:

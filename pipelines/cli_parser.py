@@ -93,7 +93,8 @@ def _load(commands: argparse._SubParsersAction, common: argparse.ArgumentParser)
         formatter_class=HelpFormatter,
         help="load what is new (incremental)",
         description="Loads what is new since the last run: jobs, checkpoints, events and step"
-        " metrics, files and results, then refreshes the views.",
+        " metrics, files, results and training data, and the models list with its shutdown"
+        " dates, then refreshes the views.",
         epilog=f"{ENVIRONMENT}\n\n{EXIT_CODES}",
     )
     _target(load)
@@ -201,6 +202,31 @@ def _report(commands: argparse._SubParsersAction, common: argparse.ArgumentParse
     _target(report)
 
 
+def _export(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        formatter_class=HelpFormatter,
+        help="write the archived training and validation files back out, byte for byte",
+        description="Writes every archived training and validation file (JSONL) to"
+        " DIR/<file_id>/<filename> and DIR/manifest.json, from the destination alone (works"
+        " after OpenAI deleted the files). Each file is checked against the SHA-256 recorded"
+        " when it was downloaded; one that differs or is incomplete is named and not written"
+        " (exit 5).",
+        epilog=f"{READ_ENVIRONMENT}\n\n{EXIT_CODES}",
+    )
+    export.add_argument("--out", default="openai_ft_export", metavar="DIR", help="where to write")
+    export.add_argument(
+        "--job",
+        action="append",
+        dest="job_ids",
+        default=[],
+        metavar="ID",
+        help="only the files of this job (repeatable)",
+    )
+    _target(export)
+
+
 def _demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     demo = commands.add_parser(
         "demo",
@@ -295,6 +321,6 @@ def parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser
         help="show tracebacks on errors and dlt's own warnings",
     )
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_load, _sql, _report, _demo, _sandbox):
+    for add in (_load, _sql, _report, _export, _demo, _sandbox):
         add(commands, common)
     return main, dict(commands.choices)

@@ -7,7 +7,8 @@ Install with `pip install "dlt-openai-fine-tuning[dagster]"`, then in your code 
 
     defs = make_definitions(duckdb_path="/data/openai_ft.duckdb")
 
-Each of the five resources (`jobs`, `checkpoints`, `events`, `files`, `results`) is one asset,
+Each resource (`jobs`, `checkpoints`, `events`, `files`, `results`, `training_data`, `models`)
+is one asset,
 keyed `dlt_openai_fine_tuning_<resource>` as dagster-dlt names them; `events` also fills
 `step_metrics` (and its child tables). The hidden `jobs_to_read` resource they all read from
 is not an asset. The assets form one multi-asset: one dlt run, one state, whatever subset
@@ -59,9 +60,15 @@ DESCRIPTIONS = {
     "events": "Job events (merge on id); `metrics` events also fill `step_metrics`.",
     "files": "Metadata of the training, validation and result files the jobs name.",
     "results": "Rows of the results CSV of every finished job (merge on file_id, step).",
+    "training_data": "Every line of every training and validation file (`training_examples`,"
+    " merge on file_id, line), and the `files` columns that rebuild each file.",
+    "models": "Every model the key lists, with its shutdown date (merge on id).",
 }
 # tables filled from a resource's items besides its own (`step_metrics` from `events`)
-DERIVED = {spec.name: tuple(table.name for table in spec.derived) for spec in JOB_LISTS}
+DERIVED = {
+    **{spec.name: tuple(table.name for table in spec.derived) for spec in JOB_LISTS},
+    "training_data": ("training_examples", "files"),
+}
 # errors a retry cannot fix: the Dagster run fails without using its retry policy
 NOT_RETRIED = (EXIT_CONFIG, AuthenticationError.exit_code)
 

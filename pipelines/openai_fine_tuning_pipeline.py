@@ -28,6 +28,7 @@ from pipelines.destinations import (  # noqa: E402
     refresh_views,
     rows_written,
     uncompressed_extract_files,
+    upcoming_shutdowns,
 )
 from pipelines.guards import holding_duckdb_file, run_lock  # noqa: E402
 from pipelines.recovery import finish_interrupted_run  # noqa: E402
@@ -169,6 +170,7 @@ def load(
             with holding_duckdb_file(*holding):
                 info = pipeline.load()
                 summary.views = refresh_views(pipeline)
+                summary.shutdowns = upcoming_shutdowns(pipeline, summary.views)
                 # still under the lock: counting opens the destination, which the next run
                 # may be waiting to use (a DuckDB file takes one writer process at a time)
                 normalize_info = pipeline.last_trace.last_normalize_info
@@ -188,6 +190,10 @@ def load(
         summary.missing_files = list(stats.missing_files)
         summary.skipped = dict(stats.skipped)
         summary.unreadable_files = list(stats.unreadable_files)
+        summary.training_files = stats.training_files
+        summary.invalid_training_lines = stats.invalid_training_lines
+        summary.non_utf8_files = list(stats.non_utf8_files)
+        summary.models_skipped = stats.models_skipped
         summary.elapsed = time.monotonic() - started
 
 

@@ -9,8 +9,8 @@ from typing import IO, Any, Optional
 
 from sources.openai_fine_tuning.stats import RunStats
 
-PER_JOB = ("checkpoints", "events", "files", "results")
-SHOWN_TABLES = ("checkpoints", "events", "step_metrics", "results")
+PER_JOB = ("checkpoints", "events", "files", "results", "training_data")
+SHOWN_TABLES = ("checkpoints", "events", "step_metrics", "results", "training_examples")
 
 
 def progress_line(stats: RunStats, started: float, now: Optional[float] = None) -> str:

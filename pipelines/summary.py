@@ -12,7 +12,28 @@ from dlt.common.pipeline import LoadInfo
 from sources.openai_fine_tuning.stats import UnreadableFile
 
 # The tables the source writes, always shown in the summary (child tables only when written).
-TABLES = ("jobs", "checkpoints", "events", "step_metrics", "files", "results")
+TABLES = (
+    "jobs",
+    "checkpoints",
+    "events",
+    "step_metrics",
+    "files",
+    "results",
+    "training_examples",
+    "models",
+)
+SHUTDOWN_HORIZON_DAYS = 90  # the summary names the models that stop serving within this
+
+
+@dataclass
+class Shutdowns:
+    """Fine-tuned models (checkpoint models included) that stop serving soon."""
+
+    within_days: int
+    models: int  # stopping within `within_days`
+    checkpoints: int  # of which checkpoint models
+    first_date: Optional[str]  # YYYY-MM-DD
+    without_training_data: int  # of `models`, whose job's training data is not all archived
 
 
 @dataclass
@@ -39,13 +60,21 @@ class LoadSummary:
     skipped: Dict[str, int] = field(default_factory=dict)
     unreadable_files: List[UnreadableFile] = field(default_factory=list)
     views: List[str] = field(default_factory=list)
+    training_files: int = 0  # training and validation files archived on this run
+    invalid_training_lines: int = 0  # their lines that are not JSON (blank ones too)
+    non_utf8_files: List[str] = field(default_factory=list)
+    models_skipped: Optional[str] = None  # why the models list could not be read
+    shutdowns: Optional[Shutdowns] = None  # None where the destination has no views
     exit_code: int = 0
     error: Optional[str] = None
     info: Optional[LoadInfo] = None
 
     def warnings(self) -> List[str]:
         """Lines for stderr: what this run could not load and will try again."""
-        return [problem.line() for problem in self.unreadable_files]
+        lines = [problem.line() for problem in self.unreadable_files]
+        if self.models_skipped:
+            lines.append(f"models skipped: {self.models_skipped}")
+        return lines
 
     def lines(self) -> List[str]:
         lines = []
@@ -82,6 +111,24 @@ class LoadSummary:
                 "  metrics events whose data is not a step's metrics (kept in events, not in"
                 f" step_metrics): {self.skipped['step_metrics']}"
             )
+        if self.invalid_training_lines:
+            lines.append(
+                "  training lines that are not JSON (kept in training_examples, valid_json"
+                f" false): {self.invalid_training_lines:,}"
+            )
+        if self.non_utf8_files:
+            lines.append(
+                "  training files that are not UTF-8 (bad bytes replaced, files.utf8 false):"
+                f" {', '.join(self.non_utf8_files)}"
+            )
+        if self.shutdowns is not None and self.shutdowns.models:
+            s = self.shutdowns
+            lines.append(
+                f"  fine-tuned models that stop serving within {s.within_days} days: {s.models}"
+                f" ({s.checkpoints} of them checkpoints), the first on {s.first_date};"
+                f" {s.without_training_data} without archived training data"
+                " (view model_lifecycle)"
+            )
         lines += [f"  {line}" for line in self.warnings()]
         return lines
 
@@ -95,4 +142,5 @@ class LoadSummary:
         data["rows_written"] = self.rows  # by table, counted in the destination
         data["elapsed_s"] = round(self.elapsed, 3)
         data["unreadable_files"] = [asdict(problem) for problem in self.unreadable_files]
+        data["shutdowns"] = asdict(self.shutdowns) if self.shutdowns else None
         return json.dumps(data, sort_keys=True)

@@ -1,6 +1,9 @@
-"""Analysis views over the loaded tables: `job_summary`, `best_checkpoints`, `training_curves`.
+"""Analysis views over the loaded tables: `job_summary`, `best_checkpoints`, `training_curves`,
+`training_files`, `training_messages` and `model_lifecycle`.
 
-Written once, in DuckDB's SQL, and transpiled with sqlglot to the destination's dialect. The
+Written once, in DuckDB's SQL, and transpiled with sqlglot to the destination's dialect
+(`training_messages` unnests JSON arrays, which no transpiler maps: it is written for DuckDB
+and PostgreSQL, and not created elsewhere). The
 tables they read can lack columns (a metric no job reported yet) or be missing entirely (a
 resource never selected): each table is read through a projection that puts a typed NULL in
 place of what is missing, so the views always exist and keep one shape.
@@ -24,6 +27,8 @@ COLUMNS: Dict[str, Tuple[Tuple[str, str], ...]] = {
         ("finished_at", "TIMESTAMPTZ"),
         ("trained_tokens", "BIGINT"),
         ("fine_tuned_model", "VARCHAR"),
+        ("training_file", "VARCHAR"),
+        ("validation_file", "VARCHAR"),
     ),
     "checkpoints": (
         ("id", "VARCHAR"),
@@ -61,6 +66,24 @@ COLUMNS: Dict[str, Tuple[Tuple[str, str], ...]] = {
         ("full_valid_mean_token_accuracy", "DOUBLE"),
         ("train_reward_mean", "DOUBLE"),
         ("valid_reward_mean", "DOUBLE"),
+    ),
+    "files": (
+        ("id", "VARCHAR"),
+        ("bytes", "BIGINT"),
+        ("sha256", "VARCHAR"),
+        ("lines", "BIGINT"),
+    ),
+    "training_examples": (
+        ("file_id", "VARCHAR"),
+        ("line", "BIGINT"),
+        ("raw", "VARCHAR"),
+        ("valid_json", "BOOLEAN"),
+        ("kind", "VARCHAR"),
+    ),
+    "models": (
+        ("id", "VARCHAR"),
+        ("shutdown_date", "DATE"),
+        ("last_seen_at", "TIMESTAMPTZ"),
     ),
 }
 
@@ -192,7 +215,160 @@ LEFT JOIN last_valid AS v ON v.fine_tuning_job_id = j.id AND v.pick = 1
 LEFT JOIN best AS b ON b.fine_tuning_job_id = j.id
 """
 
-VIEWS = ("training_curves", "best_checkpoints", "job_summary")
+# Per job and training or validation file: how much of it the archive holds.
+TRAINING_FILES = """
+WITH roles AS (
+    SELECT id AS fine_tuning_job_id, training_file AS file_id, 'training' AS role
+    FROM {jobs} AS j WHERE training_file IS NOT NULL
+    UNION ALL
+    SELECT id, validation_file, 'validation' FROM {jobs} AS j WHERE validation_file IS NOT NULL
+), counts AS (
+    SELECT file_id,
+        count(*) AS archived_lines,
+        count(*) FILTER (WHERE valid_json) AS examples,
+        count(*) FILTER (WHERE NOT valid_json) AS invalid_lines
+    FROM {training_examples} AS t GROUP BY file_id
+)
+SELECT
+    r.fine_tuning_job_id,
+    r.file_id,
+    r.role,
+    coalesce(c.examples, 0) AS examples,
+    coalesce(c.invalid_lines, 0) AS invalid_lines,
+    f.bytes,
+    coalesce(f.sha256 IS NOT NULL AND f.lines = coalesce(c.archived_lines, 0), FALSE)
+        AS complete
+FROM roles AS r
+LEFT JOIN {files} AS f ON f.id = r.file_id
+LEFT JOIN counts AS c ON c.file_id = r.file_id
+"""
+
+# One row per fine-tuned model the archive knows (job results and checkpoints), with when it
+# stops serving: its own date when the models list gives one, else its root base model's.
+MODEL_LIFECYCLE = """
+WITH known AS (
+    SELECT fine_tuned_model AS model, 'fine-tuned' AS kind, id AS fine_tuning_job_id,
+        model AS base_model
+    FROM {jobs} AS j WHERE fine_tuned_model IS NOT NULL
+    UNION ALL
+    SELECT c.fine_tuned_model_checkpoint, 'checkpoint', c.fine_tuning_job_id, j.model
+    FROM {checkpoints} AS c LEFT JOIN {jobs} AS j ON j.id = c.fine_tuning_job_id
+    WHERE c.fine_tuned_model_checkpoint IS NOT NULL
+), unique_models AS (
+    SELECT *, row_number() OVER (
+        PARTITION BY model ORDER BY kind DESC, fine_tuning_job_id) AS pick
+    FROM known
+), rooted AS (
+    SELECT model, kind, fine_tuning_job_id, base_model,
+        CASE
+            WHEN model LIKE 'ft:%' THEN split_part(model, ':', 2)
+            WHEN base_model LIKE 'ft:%' THEN split_part(base_model, ':', 2)
+            ELSE base_model
+        END AS root_model
+    FROM unique_models WHERE pick = 1
+), latest AS (
+    SELECT max(last_seen_at) AS listed_at FROM {models} AS m
+), files AS ({training_files}),
+archived AS (
+    SELECT fine_tuning_job_id, bool_and(complete) AS complete
+    FROM files GROUP BY fine_tuning_job_id
+), dated AS (
+    SELECT r.*, own.shutdown_date AS own_date, own.last_seen_at AS seen_at,
+        root.shutdown_date AS root_date, latest.listed_at,
+        coalesce(a.complete, FALSE) AS training_data_archived
+    FROM rooted AS r
+    CROSS JOIN latest
+    LEFT JOIN {models} AS own ON own.id = r.model
+    LEFT JOIN {models} AS root ON root.id = r.root_model
+    LEFT JOIN archived AS a ON a.fine_tuning_job_id = r.fine_tuning_job_id
+)
+SELECT
+    model,
+    kind,
+    fine_tuning_job_id,
+    base_model,
+    root_model,
+    coalesce(own_date, root_date) AS shutdown_date,
+    CASE
+        WHEN own_date IS NOT NULL THEN 'model'
+        WHEN root_date IS NOT NULL THEN 'root model'
+    END AS date_from,
+    coalesce(own_date, root_date) - current_date AS days_left,
+    CASE
+        WHEN listed_at IS NULL THEN 'unknown'
+        WHEN coalesce(own_date, root_date) < current_date THEN 'shut down'
+        WHEN seen_at IS NULL OR seen_at < listed_at THEN 'not listed'
+        WHEN coalesce(own_date, root_date) IS NOT NULL THEN 'retiring'
+        ELSE 'serving'
+    END AS state,
+    training_data_archived
+FROM dated
+"""
+
+# One row per message of an example: `part` says which list it is in (`messages` for chat and
+# reinforcement examples; `input`, `preferred_output`, `non_preferred_output` for DPO ones).
+# JSON arrays unnest differently in each engine: one text per dialect.
+_MESSAGE_PARTS = """
+WITH examples AS (
+    SELECT file_id, line, kind, CASE WHEN valid_json THEN CAST(raw AS JSON) END AS doc
+    FROM {training_examples} AS t WHERE valid_json AND kind IS NOT NULL
+), parts AS (
+    SELECT file_id, line, 'messages' AS part, doc -> 'messages' AS list
+    FROM examples WHERE kind <> 'dpo'
+    UNION ALL
+    SELECT file_id, line, 'input', doc -> 'input' -> 'messages' FROM examples WHERE kind = 'dpo'
+    UNION ALL
+    SELECT file_id, line, 'preferred_output', doc -> 'preferred_output'
+    FROM examples WHERE kind = 'dpo'
+    UNION ALL
+    SELECT file_id, line, 'non_preferred_output', doc -> 'non_preferred_output'
+    FROM examples WHERE kind = 'dpo'
+)"""
+TRAINING_MESSAGES = {
+    "duckdb": _MESSAGE_PARTS
+    + """
+SELECT
+    p.file_id,
+    p.line,
+    p.part,
+    CAST(m.key AS BIGINT) + 1 AS position,
+    m.value ->> 'role' AS role,
+    m.value ->> 'content' AS content,
+    CASE WHEN json_type(m.value -> 'weight') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
+        THEN CAST(m.value ->> 'weight' AS DOUBLE) END AS weight,
+    coalesce(json_type(m.value -> 'tool_calls') = 'ARRAY', FALSE) AS has_tool_calls
+FROM parts AS p,
+    json_each(CASE WHEN json_type(p.list) = 'ARRAY' THEN p.list ELSE CAST('[]' AS JSON) END) AS m
+WHERE json_type(m.value) = 'OBJECT'
+""",
+    "postgres": _MESSAGE_PARTS
+    + """
+SELECT
+    p.file_id,
+    p.line,
+    p.part,
+    m.position,
+    m.value ->> 'role' AS role,
+    m.value ->> 'content' AS content,
+    CASE WHEN json_typeof(m.value -> 'weight') = 'number'
+        THEN CAST(m.value ->> 'weight' AS DOUBLE PRECISION) END AS weight,
+    coalesce(json_typeof(m.value -> 'tool_calls') = 'array', FALSE) AS has_tool_calls
+FROM parts AS p
+CROSS JOIN LATERAL json_array_elements(
+    CASE WHEN json_typeof(p.list) = 'array' THEN p.list ELSE CAST('[]' AS JSON) END
+) WITH ORDINALITY AS m(value, position)
+WHERE json_typeof(m.value) = 'object'
+""",
+}
+
+VIEWS = (
+    "training_curves",
+    "best_checkpoints",
+    "job_summary",
+    "training_files",
+    "model_lifecycle",
+    "training_messages",
+)
 
 
 def _projection(table: str, qualified: str, present: Set[str]) -> str:
@@ -221,13 +397,22 @@ def view_queries(tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str]
     curves = TRAINING_CURVES.format(**sources)
     best = BEST_CHECKPOINTS.format(**sources)
     summary = JOB_SUMMARY.format(training_curves=curves, best_checkpoints=best, **sources)
-    return {"training_curves": curves, "best_checkpoints": best, "job_summary": summary}
+    files = TRAINING_FILES.format(**sources)
+    lifecycle = MODEL_LIFECYCLE.format(training_files=files, **sources)
+    return {
+        "training_curves": curves,
+        "best_checkpoints": best,
+        "job_summary": summary,
+        "training_files": files,
+        "model_lifecycle": lifecycle,
+    }
 
 
 def view_statements(
     tables: Mapping[str, Iterable[str]], qualify: Mapping[str, str], dialect: str
 ) -> List[str]:
-    """DROP and CREATE statements of every view, in the destination's dialect."""
+    """DROP and CREATE statements of every view, in the destination's dialect (without
+    `training_messages` where it is not written for that dialect)."""
     statements = []
     for name, query in view_queries(tables, qualify).items():
         view = qualify[name]
@@ -236,6 +421,16 @@ def view_statements(
         if dialect != "duckdb":  # written in DuckDB's dialect
             create = sqlglot.transpile(create, read="duckdb", write=dialect)[0]
         statements.append(create)
+    messages = TRAINING_MESSAGES.get(dialect)
+    if messages is not None:
+        source = _projection(
+            "training_examples",
+            qualify["training_examples"],
+            set(tables.get("training_examples", ())),
+        )
+        view = qualify["training_messages"]
+        statements.append(f"DROP VIEW IF EXISTS {view}")
+        statements.append(f"CREATE VIEW {view} AS {messages.format(training_examples=source)}")
     return statements
 
 
@@ -266,6 +461,7 @@ def create_views(pipeline: dlt.Pipeline) -> List[str]:
         tables: Dict[str, Set[str]] = {}
         for table, column in rows or ():
             tables.setdefault(table, set()).add(column)
-        for statement in view_statements(tables, qualify, dialect):
+        statements = view_statements(tables, qualify, dialect)
+        for statement in statements:
             client.execute_sql(statement)
-    return list(VIEWS)
+    return [name for name in VIEWS if any(qualify[name] in s for s in statements)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -333,14 +335,165 @@ def referenced_file_ids(world: FineTuningWorld, only: Only = None) -> Set[str]:
     return ids
 
 
+# the columns of `files` that `training_data` fills (checked by assert_training_data_...)
+CONTENT_COLUMNS = ("sha256", "lines", "line_ending", "final_newline", "bom", "utf8")
+
+
 def assert_files_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None) -> None:
     wanted = referenced_file_ids(world, only)
     expected = {f["id"]: _without_object(f) for f in world.truth_files() if f["id"] in wanted}
     loaded = {
         r["id"]: _epoch_keys(_without_dlt(r), ["created_at", "expires_at"])
         for r in loader.rows("files")
+        if r["id"] in wanted or r["purpose"] != "fine-tune"  # training_data writes some too
     }
+    for row in loaded.values():
+        for name in CONTENT_COLUMNS:
+            row.pop(name, None)
     _same_rows(loaded, expected, same_columns=False)  # hinted columns exist without values
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def training_file_truth(content: bytes, method: str) -> Tuple[Dict[str, Any], List[Dict]]:
+    """(the `files` content columns, the `training_examples` rows without `file_id`) a
+    correct archive holds for a training file's bytes: split on b"\\n" only, a BOM apart,
+    the `\\r` of a file whose every line ends in `\\r\\n` dropped."""
+    bom = content.startswith(BOM)
+    body = content[len(BOM) :] if bom else content
+    pieces = body.split(b"\n") if body else []
+    final_newline = body.endswith(b"\n")
+    if final_newline:
+        pieces.pop()
+    breaks = len(pieces) if final_newline else len(pieces) - 1
+    terminated = pieces[:breaks]
+    crlf = breaks > 0 and all(piece.endswith(b"\r") for piece in terminated)
+    utf8 = True
+    rows = []
+    for number, piece in enumerate(pieces, start=1):
+        if crlf and number <= breaks:
+            piece = piece[:-1]
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            utf8, text = False, piece.decode("utf-8", errors="replace")
+        try:
+            example, valid = json.loads(piece), True
+        except ValueError:
+            example, valid = None, False
+        kind = messages = None
+        has_tools = None
+        if isinstance(example, dict):
+            if "input" in example and "preferred_output" in example:
+                kind, messages = "dpo", len(example["input"]["messages"])
+                has_tools = bool(example["input"].get("tools") or example.get("tools"))
+            else:
+                kind = "reinforcement" if method == "reinforcement" else "chat"
+                messages = len(example["messages"]) if "messages" in example else None
+                has_tools = bool(example.get("tools"))
+        elif valid:
+            has_tools = False
+        rows.append(
+            {
+                "line": number,
+                "raw": text,
+                "valid_json": valid,
+                "kind": kind,
+                "messages": messages,
+                "has_tools": has_tools,
+                "chars": len(text),
+            }
+        )
+    columns = {
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "lines": len(pieces),
+        "line_ending": "crlf" if crlf else "lf",
+        "final_newline": final_newline,
+        "bom": bom,
+        "utf8": utf8,
+    }
+    return columns, rows
+
+
+def training_truth(world: FineTuningWorld, only: Only = None) -> Dict[str, Tuple[Dict, List]]:
+    """File id -> `training_file_truth` of every existing training and validation file the
+    (kept) jobs name."""
+    methods = {}
+    for job in world.truth_jobs():
+        if _kept(job["id"], only):
+            for name in ("training_file", "validation_file"):
+                if job[name]:
+                    methods.setdefault(job[name], (job.get("method") or {}).get("type"))
+    contents = world.truth_training_files()
+    return {
+        file_id: training_file_truth(contents[file_id], method)
+        for file_id, method in methods.items()
+        if file_id in contents
+    }
+
+
+def assert_training_data_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    """`training_examples` holds every line of every training file, and `files` the columns
+    that rebuild each one."""
+    truth = training_truth(world, only)
+    expected = {
+        (file_id, row["line"]): {"file_id": file_id, **row}
+        for file_id, (_, rows) in truth.items()
+        for row in rows
+    }
+    loaded = {
+        (r["file_id"], r["line"]): _without_dlt(r)
+        for r in loader.rows("training_examples", order="file_id, line")
+    }
+    _same_rows(loaded, expected)
+    files = {r["id"]: r for r in loader.rows("files")}
+    assert {
+        file_id: {name: files[file_id][name] for name in CONTENT_COLUMNS}
+        for file_id in truth
+        if file_id in files
+    } == {file_id: columns for file_id, (columns, _) in truth.items()}
+    records = {f["id"]: _without_object(f) for f in world.truth_files()}
+    for file_id in truth:  # the metadata came along
+        row = _epoch_keys(_without_dlt(files[file_id]), ["created_at", "expires_at"])
+        assert {k: row.get(k) for k in records[file_id]} == records[file_id], file_id
+
+
+def model_as_loaded(model: Dict[str, Any]) -> Dict[str, Any]:
+    """The `models` row of a listed model, OpenAI's shape or Azure's (`created_at`, and
+    `deprecation.inference` in Unix seconds as the shutdown), without `last_seen_at`."""
+    row = {k: v for k, v in model.items() if k not in ("object", "created_at")}
+    row["created"] = model.get("created", model.get("created_at"))
+    shutdown = model.get("shutdown_date")
+    inference = (model.get("deprecation") or {}).get("inference")
+    if shutdown:
+        row["shutdown_date"] = date.fromisoformat(shutdown)
+    elif inference is not None:
+        row["shutdown_date"] = datetime.fromtimestamp(inference, tz=UTC).date()
+    else:
+        row["shutdown_date"] = None
+    return row
+
+
+def assert_models_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    """The models the last listing saw are exactly the sandbox's (in the shape the API
+    sent: Azure's when the rows carry its `lifecycle_status`); models listed before and not
+    any more keep an older `last_seen_at`."""
+    rows = loader.rows("models")
+    latest = max((r["last_seen_at"] for r in rows), default=None)
+    loaded = {}
+    for r in rows:
+        if r["last_seen_at"] != latest:
+            continue
+        row = _epoch_keys(
+            {k: v for k, v in _without_dlt(r).items() if k != "last_seen_at"}, ["created"]
+        )
+        for name in ("capabilities", "deprecation"):
+            row[name] = _json(row.get(name))
+        loaded[r["id"]] = row
+    azure = any(row.get("lifecycle_status") for row in loaded.values())
+    expected = {m["id"]: model_as_loaded(m) for m in world.list_models(azure=azure)}
+    _same_rows(loaded, expected, same_columns=False)
 
 
 def _without_object(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -366,6 +519,8 @@ TABLE_CHECKS = {
     "events": (assert_events_equal_truth, assert_step_metrics_equal_truth),
     "files": (assert_files_equal_truth,),
     "results": (assert_results_equal_truth,),
+    "training_data": (assert_training_data_equal_truth,),
+    "models": (assert_models_equal_truth,),
 }
 RESOURCES = tuple(TABLE_CHECKS)
 
@@ -383,9 +538,22 @@ def assert_history_equal_truth(
                 check(loader, world, only)
 
 
+def no_change_rows(world: FineTuningWorld) -> Dict[str, int]:
+    """Rows a run with nothing new writes: none, but the models list, which every run reads
+    again and stamps with `last_seen_at`."""
+    from pipelines.summary import TABLES
+
+    return {**dict.fromkeys(TABLES, 0), "models": len(world.truth_models())}
+
+
+def training_lines(world: FineTuningWorld, only: Only = None) -> int:
+    """Rows of `training_examples` a complete load holds."""
+    return sum(len(rows) for _, rows in training_truth(world, only).values())
+
+
 def first_load_routes(world: FineTuningWorld, page_size: int = 100) -> Dict[str, int]:
     """Requests of a complete first load: every page of every list, each file once, each
-    results file of a finished job once."""
+    results file of a finished job and each training file once, the models list once."""
     pages = lambda n: max(1, math.ceil(n / page_size))  # noqa: E731
     jobs = world.truth_jobs()
     events = world.truth_events()
@@ -402,7 +570,9 @@ def first_load_routes(world: FineTuningWorld, page_size: int = 100) -> Dict[str,
         "GET /v1/files/{id}": len(referenced_file_ids(world)),
         "GET /v1/files/{id}/content": sum(
             len(j["result_files"] or ()) for j in jobs if j["status"] in TERMINAL
-        ),
+        )
+        + len(training_truth(world)),
+        "GET /v1/models": 1,
     }
     return {route: count for route, count in routes.items() if count}
 
@@ -427,15 +597,18 @@ def expected_rerun_requests(
     page_size: int,
     settled: set,
     lists: Sequence[str] = ("checkpoints", "events"),
+    models: bool = True,
 ) -> Dict[str, int]:
     """The request budget of a no-change rerun: job-list pages down to the oldest unsettled
-    job (at least one), plus one request per unsettled job for each per-job list; nothing
-    for files and results already read."""
+    job (at least one), plus one request per unsettled job for each per-job list, plus the
+    models list; nothing for files, results and training files already read."""
     ids = world.job_ids()
     unsettled = [i for i, job_id in enumerate(ids) if job_id not in settled]
     deepest = unsettled[-1] if unsettled else 0
     budget = {"GET /v1/fine_tuning/jobs": math.ceil((deepest + 1) / page_size)}
     budget.update({LIST_ROUTES[name]: len(unsettled) for name in lists if unsettled})
+    if models:
+        budget["GET /v1/models"] = 1
     return budget
 
 

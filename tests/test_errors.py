@@ -13,6 +13,8 @@ from tests.conftest import (
     Loader,
     assert_history_equal_truth,
     first_load_routes,
+    training_lines,
+    training_truth,
 )
 
 
@@ -212,7 +214,8 @@ def test_success_prints_summary(cli, world, tmp_path):
     assert lines[1] == (
         f"  jobs seen: 12   rows written: jobs 12, checkpoints {len(world.truth_checkpoints())},"
         f" events {len(events):,}, step_metrics {len(metrics):,},"
-        f" files {len(world.truth_files())}, results {len(world.truth_results()):,}"
+        f" files {len(world.truth_files())}, results {len(world.truth_results()):,},"
+        f" training_examples {training_lines(world):,}, models {len(world.truth_models())}"
         f", step_metrics__scores__graders {graders}"
     )
     assert lines[2].startswith(f"  requests: {sum(first_load_routes(world).values())}   elapsed: ")
@@ -223,7 +226,21 @@ def test_success_prints_summary(cli, world, tmp_path):
         rf"   jobs still open: {12 - terminal}, settled: {terminal}",
         lines[3],
     ), lines[3]
-    assert lines[4:] == ["  files deleted or expired (404, not requested again): 1"]
+    invalid = sum(
+        not row["valid_json"] for _, rows in training_truth(world).values() for row in rows
+    )
+    assert lines[4:6] == [
+        "  files deleted or expired (404, not requested again): 1",
+        f"  training lines that are not JSON (kept in training_examples, valid_json false):"
+        f" {invalid}",
+    ]
+    assert re.fullmatch(  # exact counts: tests/test_models.py
+        r"  fine-tuned models that stop serving within 90 days: \d+ \(\d+ of them checkpoints\),"
+        r" the first on \d{4}-\d\d-\d\d; \d+ without archived training data \(view"
+        r" model_lifecycle\)",
+        lines[6],
+    ), lines[6]
+    assert len(lines) == 7
 
 
 def test_organization_and_project_headers_are_sent(cli, sandbox, world):

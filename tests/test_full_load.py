@@ -24,8 +24,10 @@ from tests.conftest import (
     assert_checkpoints_equal_truth,
     assert_history_equal_truth,
     first_load_routes,
+    no_change_rows,
     python_pipeline,
     referenced_file_ids,
+    training_lines,
 )
 
 
@@ -45,6 +47,8 @@ def test_full_load_equals_sandbox_truth(loader, world):
         "step_metrics": len(metrics),
         "files": len(world.truth_files()),
         "results": len(world.truth_results()),
+        "training_examples": training_lines(world),
+        "models": len(world.truth_models()),
         "step_metrics__scores__graders": graders,
     }
     assert summary.jobs_seen == 12
@@ -167,13 +171,16 @@ def test_empty_organization_creates_every_table(tmp_path):
     with SandboxServer(world, api_key=API_KEY) as sandbox:
         loader = Loader(sandbox, tmp_path)
         summary = loader.run()
-        assert summary.rows == dict.fromkeys(TABLES, 0)
-        assert [loader.count(table) for table in TABLES] == [0] * len(TABLES)
+        assert summary.rows == no_change_rows(world)  # base models are listed all the same
+        assert [loader.count(table) for table in TABLES] == [
+            len(world.truth_models()) if table == "models" else 0 for table in TABLES
+        ]
         job = world.add_job(status="running", checkpoints=2)
         second = loader.run()
         events = world.truth_events()[job["id"]]
         assert second.rows == {
-            **dict.fromkeys(TABLES, 0),
+            **no_change_rows(world),
+            "training_examples": training_lines(world),
             "jobs": 1,
             "checkpoints": 2,
             "events": len(events),

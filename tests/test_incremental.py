@@ -7,13 +7,14 @@ import math
 import duckdb
 import pytest
 
-from pipelines.openai_fine_tuning_pipeline import TABLES
 from tests.conftest import (
     DATASET,
     TERMINAL,
     assert_history_equal_truth,
     expected_rerun_requests,
+    no_change_rows,
     referenced_file_ids,
+    training_truth,
 )
 
 CHECKPOINTS_ROUTE = "GET /v1/fine_tuning/jobs/{id}/checkpoints"
@@ -32,7 +33,7 @@ def test_no_change_rerun_loads_nothing_within_request_budget(loader, world, page
 
     summary = loader.run(page_size=page_size)
 
-    assert summary.rows == dict.fromkeys(TABLES, 0)
+    assert summary.rows == no_change_rows(world)
     # nothing for files and results already read
     assert loader.sandbox.stats.by_route == expected_rerun_requests(world, page_size, settled)
     assert_history_equal_truth(loader, world)
@@ -102,9 +103,9 @@ def test_settled_jobs_are_never_requested_again(loader, world):
 
     loader.sandbox.stats.reset()
     third = loader.run()
-    assert third.rows == dict.fromkeys(TABLES, 0)
-    # every job settled for every resource: one job-list page, nothing else
-    assert loader.sandbox.stats.by_route == {JOBS_ROUTE: 1}
+    assert third.rows == no_change_rows(world)
+    # every job settled for every resource: one job-list page, the models list, nothing else
+    assert loader.sandbox.stats.by_route == {JOBS_ROUTE: 1, "GET /v1/models": 1}
     assert_history_equal_truth(loader, world)
 
 
@@ -155,7 +156,9 @@ def test_job_ids_reads_only_those_jobs(loader, world):
             max(1, math.ceil(len(world.truth_events()[job_id]) / 100)) for job_id in both
         ),
         "GET /v1/files/{id}": len(files),
-        "GET /v1/files/{id}/content": len(results),
+        # the results file and each training file, once
+        "GET /v1/files/{id}/content": len(results) + len(training_truth(world, both)),
+        "GET /v1/models": 1,
     }
     # exactly the rows of these two jobs, in every table
     assert_history_equal_truth(loader, world, only=both)
@@ -169,6 +172,7 @@ def test_job_ids_reads_only_those_jobs(loader, world):
         f"/v1/fine_tuning/jobs/{running}": 1,
         f"/v1/fine_tuning/jobs/{running}/checkpoints": 1,
         f"/v1/fine_tuning/jobs/{running}/events": 1,
+        "/v1/models": 1,
     }
 
 

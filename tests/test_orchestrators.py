@@ -155,6 +155,9 @@ def test_materialize_equals_truth_and_reruns_add_only_what_is_new(loader, world)
     loader.sandbox.stats.reset()
     third = _materialize(built.assets)
     assert loader.sandbox.stats.by_route == expected_rerun_requests(world, 100, settled)
+    # (the models list is read again and stamped with last_seen_at on every run)
+    models = third.pop(PREFIX + "models")["rows_by_table"]
+    assert models == {"models": len(world.truth_models())}
     assert all(not meta["rows_by_table"] for meta in third.values())
     assert_history_equal_truth(loader, world)
 

@@ -15,7 +15,7 @@ from tests.conftest import (
     python_pipeline,
 )
 
-ALL = "jobs, checkpoints, events, files, results"
+ALL = "jobs, checkpoints, events, files, results, training_data, models"
 
 
 def _tables(path) -> set:

@@ -37,7 +37,14 @@ def assert_views_equal_truth(target, world, with_events: bool = True) -> None:
 def test_views_equal_truth_and_follow_reruns(target, sandbox, world):
     world.add_job(status="succeeded", checkpoints=3, method="reinforcement")
     summary = _run(target, sandbox)
-    assert summary.views == ["training_curves", "best_checkpoints", "job_summary"]
+    assert summary.views == [
+        "training_curves",
+        "best_checkpoints",
+        "job_summary",
+        "training_files",
+        "model_lifecycle",
+        "training_messages",
+    ]
     truth = views_truth.best_checkpoints(world)
     assert {r["rule"] for r in truth.values()} >= {"valid_reward_mean", "full_valid_loss"}
     assert_views_equal_truth(target, world)

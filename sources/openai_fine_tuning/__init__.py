@@ -1,5 +1,6 @@
 """A dlt source of OpenAI fine-tuning history: jobs, checkpoints, events and per-step metrics,
-files and results CSVs, loaded incrementally per job and per resource.
+files, results CSVs and training data, loaded incrementally per job and per resource; and the
+organization's models with their shutdown dates.
 
 Example:
     >>> import dlt
@@ -12,7 +13,8 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from datetime import UTC, datetime
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
@@ -22,13 +24,20 @@ from dlt.extract.resource import DltResource
 
 from .client import FineTuningApi, redact_url
 from .connection import resolve_connection, setting
+from .errors import AuthenticationError
 from .job_files import iter_file_rows, iter_result_rows
-from .job_lists import JOB_LISTS, JobList, iter_new_items
+from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
 from .ledger import JobLedger, StateOwner
 from .listing import iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, clean_job_ids, clean_resources
-from .rows import job_row
-from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS
+from .rows import is_final, job_row, model_row
+from .schema import (
+    FILE_COLUMNS,
+    JOB_COLUMNS,
+    MODEL_COLUMNS,
+    RESULT_ROW_COLUMNS,
+    TRAINING_EXAMPLE_COLUMNS,
+)
 from .settings import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -39,10 +48,11 @@ from .settings import (
     ENV_ORGANIZATION,
     ENV_PROJECT,
     JOBS_PATH,
-    RESOURCES,
-    TERMINAL_STATUSES,
+    MODELS_PATH,
+    PER_JOB_RESOURCES,
 )
 from .stats import RunStats
+from .training_data import iter_training_items
 
 __all__ = [
     "openai_fine_tuning",
@@ -66,11 +76,12 @@ class JobTask:
 
     job: Optional[Dict[str, Any]]
     ledger: JobLedger
+    selected: FrozenSet[str] = frozenset(PER_JOB_RESOURCES)  # the per-job resources running
 
 
 def _prepare_extraction() -> List[str]:
-    """The resources this extraction loads (a job is read only if one of them needs it),
-    after giving the per-job lists the hints of their derived tables.
+    """The per-job resources this extraction loads (a job is read only if one of them needs
+    it), after giving resources the hints of the other tables they fill.
 
     The hints go on the resources of the source being extracted, before any item: dlt's
     resource clones (the source makes some) do not carry table variants.
@@ -78,12 +89,14 @@ def _prepare_extraction() -> List[str]:
     try:
         source = dlt.current.source()
     except CurrentSourceNotAvailable:  # a resource run on its own: assume every one
-        return list(RESOURCES)
+        return list(PER_JOB_RESOURCES)
     for spec in JOB_LISTS:
         if spec.name in source.resources:
             for table in spec.derived:
                 table.register(source.resources[spec.name])
-    return [name for name in RESOURCES if name in source.selected_resources]
+    if "training_data" in source.resources:  # it writes the rows of the files it archives
+        register_table(source.resources["training_data"], "files", FILE_COLUMNS, "id")
+    return [name for name in PER_JOB_RESOURCES if name in source.selected_resources]
 
 
 def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
@@ -103,6 +116,7 @@ def _per_job(
     primary_key: Sequence[str] = ("id",),
     markers: Callable[[], Iterable[Any]] = lambda: [dlt.mark.materialize_table_schema()],
     parallelized: bool = True,
+    table_name: Optional[str] = None,
 ) -> DltResource:
     """A merged transformer over the jobs to read that skips jobs settled for it.
 
@@ -126,6 +140,7 @@ def _per_job(
         per_job,
         data_from=tasks,
         name=name,
+        table_name=table_name or name,
         write_disposition="merge",
         primary_key=list(primary_key),
         columns=columns,
@@ -172,7 +187,8 @@ def openai_fine_tuning(
         project: `OpenAI-Project` header; falls back to `OPENAI_PROJECT_ID`.
         job_ids: Only these jobs (each fetched by id); all jobs when empty.
         resources: The resources selected (all by default): `jobs`, `checkpoints`, `events`
-            (with `step_metrics`), `files`, `results`; `with_resources()` overrides it.
+            (with `step_metrics`), `files`, `results`, `training_data` (`training_examples`
+            and the content columns of `files`), `models`; `with_resources()` overrides it.
         page_size: Items per list request, 1..100.
         max_attempts: Attempts per request, retries included.
         request_timeout: Seconds to wait for each response.
@@ -188,7 +204,8 @@ def openai_fine_tuning(
             target is refused); unchecked when None.
 
     Returns:
-        The resources `jobs`, `checkpoints`, `events`, `files` and `results`, each merged.
+        The resources `jobs`, `checkpoints`, `events`, `files`, `results`, `training_data`
+        and `models`, each merged.
     """
     connection = resolve_connection(api_type, api_key, base_url, api_version, azure_ad_token)
     options = ApiOptions(
@@ -222,8 +239,9 @@ def openai_fine_tuning(
         state = dlt.current.source_state().setdefault(LEDGER_KEY, {})
         if state_owner is not None:
             state_owner.claim(state)
-        ledger = JobLedger(state, RESOURCES)
-        yield JobTask(None, ledger)
+        ledger = JobLedger(state, PER_JOB_RESOURCES)
+        running = frozenset(selected)
+        yield JobTask(None, ledger, running)
         listing = (
             iter_configured_jobs(api, ledger, wanted, selected)
             if wanted
@@ -231,14 +249,14 @@ def openai_fine_tuning(
         )
         for job in listing:
             api.stats.count_job()
-            yield JobTask(job, ledger)
+            yield JobTask(job, ledger, running)
 
     def read_job(task: JobTask) -> Iterator[Dict[str, Any]]:
         """A job's row when it changed; a terminal job is then settled for `jobs`."""
         job, ledger = task.job, task.ledger
         if ledger.job_changed(job):
             yield job_row(job, api.endpoint(JOBS_PATH))
-        if job.get("status") in TERMINAL_STATUSES:
+        if is_final(job):
             ledger.settle(job["id"], "jobs")
 
     def job_list(spec: JobList) -> DltResource:
@@ -252,6 +270,41 @@ def openai_fine_tuning(
             spec.name, jobs_to_read, api.stats, read_list, spec.columns, markers=spec.table_markers
         )
 
+    def read_training_data(task: JobTask) -> Iterator[Any]:
+        for item in iter_training_items(api, task.ledger, task.job):
+            if item.table == "files":
+                yield dlt.mark.with_table_name(item.rows, "files")
+            else:
+                yield item.rows
+
+    @dlt.resource(
+        name="models",
+        write_disposition="merge",
+        primary_key="id",
+        columns=MODEL_COLUMNS,
+    )
+    def models() -> Iterator[List[Dict[str, Any]]]:
+        """Every model the key can list, re-read on every run (shutdown dates get announced
+        over time). A key without the models scope (403) skips them: the rest loads."""
+        yield dlt.mark.materialize_table_schema()  # type: ignore[misc]
+        try:
+            listed = api.list_models()
+        except AuthenticationError as error:
+            if error.status != 403:
+                raise
+            api.stats.models_skipped = (
+                f"{api.endpoint(MODELS_PATH)} answered 403 ({error.detail}): the key may not"
+                " list models (scope api.model.read), so shutdown dates are not known; the"
+                " rest is loaded"
+            )
+            return
+        seen_at = datetime.now(UTC)
+        endpoint = api.endpoint(MODELS_PATH)
+        rows = [model_row(model, endpoint, seen_at) for model in listed]
+        api.stats.count_rows("models", len(rows))
+        if rows:
+            yield rows
+
     all_resources = [
         # the job row is cheap and needs no request: no thread pool for it
         _per_job("jobs", jobs_to_read, api.stats, read_job, JOB_COLUMNS, parallelized=False),
@@ -260,7 +313,7 @@ def openai_fine_tuning(
             "files",
             jobs_to_read,
             api.stats,
-            lambda t: iter_file_rows(api, t.ledger, t.job),
+            lambda t: iter_file_rows(api, t.ledger, t.job, "training_data" in t.selected),
             FILE_COLUMNS,
         ),
         _per_job(
@@ -271,6 +324,20 @@ def openai_fine_tuning(
             RESULT_ROW_COLUMNS,
             primary_key=("file_id", "step"),
         ),
+        _per_job(
+            "training_data",
+            jobs_to_read,
+            api.stats,
+            read_training_data,
+            TRAINING_EXAMPLE_COLUMNS,
+            primary_key=("file_id", "line"),
+            table_name="training_examples",
+            markers=lambda: [
+                dlt.mark.materialize_table_schema(),
+                dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
+            ],
+        ),
+        models,
     ]
     for resource in all_resources:
         resource.selected = resource.name in chosen

@@ -21,7 +21,7 @@ from .options import ApiOptions
 from .paginator import OpenAICursorPaginator
 from .responses import api_message, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
-from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH
+from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH, MODELS_PATH
 from .stats import RunStats
 from .throttle import RequestGate
 
@@ -52,7 +52,9 @@ def _error_for(response: requests.Response, key_setting: str) -> FineTuningSourc
     if status == 403:
         return AuthenticationError(
             f"Access denied (403 Forbidden) at {endpoint}: the key has no access to the"
-            f" configured organization or project ({api_message(response)})"
+            f" configured organization or project ({api_message(response)})",
+            status=403,
+            detail=api_message(response),
         )
     return UpstreamError(f"{endpoint} answered {status}: {api_message(response)}", status=status)
 
@@ -71,13 +73,19 @@ class OpenAIRestClient(RESTClient):
     """
 
     def extract_response(self, response: requests.Response, data_selector: Any) -> List[Any]:
-        body = parse_json(response)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            what = "no 'data' list" if data is None else f"'data' of type {type(data).__name__}"
-            raise UpstreamError(f"{endpoint_of(response)} answered a list with {what}")
+        body, data = list_body(response)
         response.openai_body = body  # type: ignore[attr-defined]
         return data
+
+
+def list_body(response: requests.Response) -> tuple[Dict[str, Any], List[Any]]:
+    """(the parsed body, its `data` list) of a list response, or an `UpstreamError`."""
+    body = parse_json(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        what = "no 'data' list" if data is None else f"'data' of type {type(data).__name__}"
+        raise UpstreamError(f"{endpoint_of(response)} answered a list with {what}")
+    return body, data
 
 
 def parse_json(response: requests.Response) -> Any:
@@ -202,6 +210,14 @@ class FineTuningApi:
         if not isinstance(body, dict) or body.get("id") != file_id:
             raise UpstreamError(f"{endpoint_of(response)} answered no file {file_id!r}")
         return body
+
+    def list_models(self) -> List[Any]:
+        """Every model `GET /models` lists (one page, no paging).
+
+        Raises:
+            AuthenticationError: with `status` 403 for a key without the models scope.
+        """
+        return list_body(self._rest.get(MODELS_PATH, hooks=self._hooks))[1]
 
     def open_file_content(self, file_id: str) -> Optional[requests.Response]:
         """The streamed response of a file's content; None when the file is gone (404).

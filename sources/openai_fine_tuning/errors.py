@@ -7,9 +7,22 @@ from typing import Optional
 
 
 class FineTuningSourceError(Exception):
-    """Base of every error this source raises on purpose."""
+    """Base of every error this source raises on purpose.
+
+    Args:
+        message: One line for the user.
+        status: The HTTP status behind it, when there was one.
+        detail: What the API said (its error message), when it said something.
+    """
 
     exit_code = 1
+
+    def __init__(
+        self, message: str = "", status: Optional[int] = None, detail: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
 
 
 class ConfigurationError(FineTuningSourceError):
@@ -25,18 +38,9 @@ class AuthenticationError(FineTuningSourceError):
 
 
 class UpstreamError(FineTuningSourceError):
-    """The API (or something in front of it) failed or answered what the contract does not allow.
-
-    Args:
-        message: One line for the user.
-        status: The HTTP status behind it, when there was one.
-    """
+    """The API (or something in front of it) failed or answered what the contract does not allow."""
 
     exit_code = 4
-
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class JobNotFoundError(ConfigurationError):

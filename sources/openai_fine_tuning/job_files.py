@@ -12,9 +12,10 @@ from typing import Any, Dict, Iterator, List
 from .client import FineTuningApi
 from .ledger import JobLedger
 from .results import ResultsFileError, iter_result_batches
-from .rows import file_row, require_item
+from .rows import file_row, is_final, require_item
 from .settings import FILES_PATH, TERMINAL_STATUSES
 from .stats import UnreadableFile
+from .training_data import training_files
 
 Row = Dict[str, Any]
 
@@ -35,15 +36,19 @@ def _result_files(job: Row) -> List[str]:
     return list(dict.fromkeys(i for i in results if isinstance(i, str) and i))
 
 
-def iter_file_rows(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterator[Row]:
+def iter_file_rows(
+    api: FineTuningApi, ledger: JobLedger, job: Row, with_training_data: bool = False
+) -> Iterator[Row]:
     """Metadata rows of the job's files that no run requested yet.
 
-    A file answering 404 (deleted or expired) is counted and never requested again. A
-    terminal job's files are all known (results files appear when it succeeds), so the job
-    is then settled for `files`.
+    A file answering 404 (deleted or expired) is counted and never requested again. A final
+    job's files are all known (results files appear when it succeeds), so the job is then
+    settled for `files`. `with_training_data`: `training_data` runs too and writes the rows of
+    the training and validation files (with their content columns), so they are left to it.
     """
+    left_out = set(training_files(job)) if with_training_data else set()
     for file_id in referenced_files(job):
-        if not ledger.claim_file(file_id):
+        if file_id in left_out or not ledger.claim_file(file_id):
             continue  # loaded before, gone, or being read for another job of this run
         record = api.get_file(file_id)
         if record is None:
@@ -53,7 +58,7 @@ def iter_file_rows(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterator[
         endpoint = api.endpoint(f"{FILES_PATH}/{file_id}")
         yield file_row(require_item(record, endpoint, "file"), endpoint)
         ledger.file_done(file_id)
-    if job.get("status") in TERMINAL_STATUSES:
+    if is_final(job):
         ledger.settle(job["id"], "files")
 
 
@@ -83,5 +88,5 @@ def iter_result_rows(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterato
         else:
             yield from batches
         ledger.result_read(job_id, file_id)
-    if complete:
+    if complete and is_final(job):
         ledger.settle(job_id, "results")

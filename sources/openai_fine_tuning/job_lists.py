@@ -44,20 +44,28 @@ class DerivedTable:
     row: Callable[[Row, str], Optional[Row]]
 
     def register(self, resource: DltResource) -> None:
-        """Gives the resource this table's hints, once, before any item.
+        """Gives the resource this table's hints, once, before any item."""
+        register_table(resource, self.name, self.columns, "id")
 
-        Hints sent along with items (`dlt.mark.with_hints`) would make dlt recompute and
-        re-validate every table's schema after each such item: 40% of a first load's time.
-        """
-        # a new variant starts as a copy of the resource's hints: drop its columns first
-        resource.apply_hints(table_name=self.name, columns={}, create_table_variant=True)
-        resource.apply_hints(
-            table_name=self.name,
-            write_disposition="merge",
-            primary_key="id",
-            columns=self.columns,
-            create_table_variant=True,
-        )
+
+def register_table(
+    resource: DltResource, table: str, columns: TTableSchemaColumns, primary_key: str
+) -> None:
+    """Gives a resource the hints of another table it fills (merged on `primary_key`), once,
+    before any item.
+
+    Hints sent along with items (`dlt.mark.with_hints`) would make dlt recompute and
+    re-validate every table's schema after each such item: 40% of a first load's time.
+    """
+    # a new variant starts as a copy of the resource's hints: drop its columns first
+    resource.apply_hints(table_name=table, columns={}, create_table_variant=True)
+    resource.apply_hints(
+        table_name=table,
+        write_disposition="merge",
+        primary_key=primary_key,
+        columns=columns,
+        create_table_variant=True,
+    )
 
 
 @dataclass(frozen=True)

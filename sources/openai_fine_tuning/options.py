@@ -117,9 +117,13 @@ def clean_resources(resources: Union[None, str, Sequence[str]]) -> List[str]:
     wanted = {name.strip() for name in names if name.strip()}
     unknown = sorted(wanted - set(RESOURCES))
     if unknown or not wanted:
+        derived = {"step_metrics": "events", "training_examples": "training_data"}
+        loaded_with = [
+            f"{name} is loaded with {derived[name]}" for name in unknown if name in derived
+        ]
         hint = (
-            " (step_metrics is loaded with events)"
-            if "step_metrics" in unknown
+            f" ({'; '.join(loaded_with)})"
+            if loaded_with
             else " (sources.openai_fine_tuning.resources or --resources)"
         )
         what = f"Unknown resource {', '.join(map(repr, unknown))}" if unknown else "No resource"

@@ -15,13 +15,10 @@ import io
 import tempfile
 from typing import IO, Any, Dict, Iterator, List, Optional
 
-from . import stopping
 from .client import FineTuningApi
-from .errors import UpstreamError
-from .retry import RETRY_EXCEPTIONS
-from .settings import FILES_PATH, RESULT_BATCH_ROWS
+from .downloads import read_content
+from .settings import RESULT_BATCH_ROWS
 
-CHUNK_BYTES = 256 * 1024
 SPOOL_BYTES = 4 * 1024 * 1024  # past this the decoded CSV goes to a temporary file
 # base64 bodies may be wrapped in lines, or come as one JSON string: both are ignored
 _BASE64_NOISE = b' \t\r\n"'
@@ -79,39 +76,27 @@ class ContentDecoder:
             raise ResultsFileError(f"not valid base64 ({error})") from None
 
 
+def _decoded_spool(chunks: Iterator[bytes]) -> IO[bytes]:
+    """The decoded CSV of a body's chunks, in a spooled temporary file at position 0."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    decoder = ContentDecoder()
+    try:
+        for chunk in chunks:
+            spool.write(decoder.feed(chunk))
+        spool.write(decoder.finish())
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
 def download_csv(api: FineTuningApi, file_id: str) -> Optional[IO[bytes]]:
     """The decoded CSV of a file, in a spooled temporary file at position 0; None on 404.
 
     A connection lost mid-body is retried like any request (`max_attempts`).
     """
-    attempt = 0
-    while True:
-        attempt += 1
-        response = api.open_file_content(file_id)
-        if response is None:
-            return None
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
-        decoder = ContentDecoder()
-        try:
-            for chunk in response.iter_content(CHUNK_BYTES):
-                spool.write(decoder.feed(chunk))
-            spool.write(decoder.finish())
-        except RETRY_EXCEPTIONS:
-            spool.close()
-            if attempt >= api.policy.max_attempts:
-                raise UpstreamError(
-                    f"{api.endpoint(f'{FILES_PATH}/{file_id}/content')} failed after {attempt}"
-                    " attempts: connection dropped mid-response"
-                ) from None
-            stopping.wait(api.policy.delay(attempt))
-            continue
-        except BaseException:
-            spool.close()
-            raise
-        finally:
-            response.close()
-        spool.seek(0)
-        return spool
+    return read_content(api, file_id, _decoded_spool)
 
 
 def _number(cell: str, line: int, name: str) -> Optional[float]:

@@ -7,7 +7,8 @@ end the run naming the item and field, instead of loading the year 57000.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, date, datetime
 from typing import Any, Dict, Optional
 
 from .errors import UpstreamError
@@ -16,6 +17,8 @@ from .settings import (
     JOB_TIMESTAMP_FIELDS,
     MAX_UNIX_SECONDS,
     MIN_UNIX_SECONDS,
+    RESULTS_GRACE_SECONDS,
+    TERMINAL_STATUSES,
 )
 
 # Keys of a metrics event's `data` that would collide with the row's own columns.
@@ -81,6 +84,20 @@ def as_doubles(value: Any) -> Any:
     return value
 
 
+def is_final(job: Dict[str, Any], now: Optional[float] = None) -> bool:
+    """True when the job's record will not change again: it ended, and it lists its results
+    files (or ended more than a day ago: failed and cancelled jobs usually get none). Until
+    then `jobs`, `files` and `results` read it again, so results attached late still load."""
+    if job.get("status") not in TERMINAL_STATUSES:
+        return False
+    if job.get("result_files"):
+        return True
+    finished = job.get("finished_at")
+    if not isinstance(finished, int) or isinstance(finished, bool):
+        return True  # no end time to wait from
+    return (time.time() if now is None else now) >= finished + RESULTS_GRACE_SECONDS
+
+
 def job_row(job: Dict[str, Any], endpoint: str) -> Dict[str, Any]:
     """The `jobs` row: the API object with its Unix-second fields as UTC timestamps."""
     row = dict(job)
@@ -143,4 +160,45 @@ def file_row(record: Dict[str, Any], endpoint: str) -> Dict[str, Any]:
     row = {key: value for key, value in record.items() if key != "object"}
     for name in FILE_TIMESTAMP_FIELDS:
         row[name] = _utc(record.get(name), endpoint, "file", record["id"], name)
+    return row
+
+
+def _shutdown_date(value: Any, endpoint: str, model_id: str) -> Optional[date]:
+    """`shutdown_date` as a date: `YYYY-MM-DD` (OpenAI) or Unix seconds (Azure's
+    `deprecation.inference`), else `UpstreamError` naming the model."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = unix_seconds(value, endpoint, "model", model_id, "deprecation.inference")
+        return datetime.fromtimestamp(seconds or 0, tz=UTC).date()
+    raise UpstreamError(
+        f"{endpoint} answered model {model_id!r} with shutdown date {value!r}, not YYYY-MM-DD"
+    )
+
+
+def model_row(model: Any, endpoint: str, seen_at: datetime) -> Dict[str, Any]:
+    """The `models` row of an item of `GET /models`, OpenAI's shape or Azure's.
+
+    OpenAI sends `created` and `shutdown_date`; Azure `created_at` and
+    `deprecation.inference` (Unix seconds): both land in `created` and `shutdown_date`. The
+    rest is kept as sent; `last_seen_at` is when this run listed it.
+    """
+    if not isinstance(model, dict) or not isinstance(model.get("id"), str) or not model["id"]:
+        raise UpstreamError(f"{endpoint} answered a model without an 'id': {model!r:.80}")
+    model_id = model["id"]
+    row = {key: value for key, value in model.items() if key != "object"}
+    created = model.get("created", model.get("created_at"))
+    row.pop("created_at", None)
+    row["created"] = _utc(created, endpoint, "model", model_id, "created")
+    deprecation = model.get("deprecation")
+    shutdown = model.get("shutdown_date")
+    if shutdown is None and isinstance(deprecation, dict):
+        shutdown = deprecation.get("inference")
+    row["shutdown_date"] = _shutdown_date(shutdown, endpoint, model_id)
+    row["last_seen_at"] = seen_at
     return row

@@ -81,6 +81,35 @@ FILE_COLUMNS: TTableSchemaColumns = {
     "created_at": _timestamp(),
     "expires_at": _timestamp(),
     "status": _column("text"),
+    # training and validation files, once `training_data` archived them (training_data.py)
+    "sha256": _column("text"),
+    "lines": _column("bigint"),
+    "line_ending": _column("text"),
+    "final_newline": _column("bool"),
+    "bom": _column("bool"),
+    "utf8": _column("bool"),
+}  # type: ignore[dict-item]
+
+TRAINING_EXAMPLE_COLUMNS: TTableSchemaColumns = {
+    "file_id": _key(),
+    "line": _key("bigint"),
+    "raw": _column("text", nullable=False),
+    "valid_json": _column("bool", nullable=False),
+    "kind": _column("text"),
+    "messages": _column("bigint"),
+    "has_tools": _column("bool"),
+    "chars": _column("bigint", nullable=False),
+}  # type: ignore[dict-item]
+
+MODEL_COLUMNS: TTableSchemaColumns = {
+    "id": _key(),
+    "created": _timestamp(),
+    "owned_by": _column("text"),
+    "shutdown_date": _column("date"),
+    "last_seen_at": _timestamp(nullable=False),
+    # Azure's shape: kept whole
+    "capabilities": _column("json"),
+    "deprecation": _column("json"),
 }  # type: ignore[dict-item]
 
 RESULT_ROW_COLUMNS: TTableSchemaColumns = {

@@ -19,9 +19,15 @@ DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
 # the API adds later (e.g. `paused`), is treated as still moving.
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
-# What the source loads, in this order; each name is a dlt resource (and a table of that name).
-# `events` also fills `step_metrics` from the same pages.
-RESOURCES = ("jobs", "checkpoints", "events", "files", "results")
+# What the source reads per job, in this order; each name is a dlt resource. The ledger keeps
+# a job open until every one of them has read it after the job became final. `events` also
+# fills `step_metrics` from the same pages; `training_data` fills `training_examples` and the
+# content columns of `files`.
+PER_JOB_RESOURCES = ("jobs", "checkpoints", "events", "files", "results", "training_data")
+# Organization-level lists: read whole on every run, never part of a job's settling.
+ORGANIZATION_RESOURCES = ("models",)
+# What a user may select (`resources`, `--resources`, `with_resources()`).
+RESOURCES = PER_JOB_RESOURCES + ORGANIZATION_RESOURCES
 
 # Unix seconds outside this range are a unit error (milliseconds, say), not a date: the item is
 # refused with its name and field rather than loaded as year 57000.
@@ -52,12 +58,17 @@ JOB_TEXT_FIELDS = (
     "validation_file",
     "object",
 )
-# Fields of a file that name other files of the job, loaded into `files`.
-JOB_FILE_FIELDS = ("training_file", "validation_file", "result_files")
+# A finished job whose `result_files` is still empty is read again until it has some, or until
+# this long after it finished (failed and cancelled jobs usually never get any).
+RESULTS_GRACE_SECONDS = 86_400
 FILE_TIMESTAMP_FIELDS = ("created_at", "expires_at")
 # Columns every results CSV is expected to have (others are loaded too, as DOUBLE).
 RESULT_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
 RESULT_BATCH_ROWS = 5_000  # rows per item handed to dlt while streaming a results file
+# Training and validation files (JSONL): which job fields name them, and as what.
+TRAINING_FILE_ROLES = (("training_file", "training"), ("validation_file", "validation"))
+TRAINING_BATCH_ROWS = 5_000  # `training_examples` rows per item handed to dlt
+MODELS_PATH = "models"
 
 CHECKPOINT_METRICS = (
     "step",

@@ -15,10 +15,11 @@ class UnreadableFile:
     file_id: str
     job_id: str
     reason: str
+    kind: str = "results"  # or "training" (a training or validation file)
 
     def line(self) -> str:
         return (
-            f"results file {self.file_id!r} of job {self.job_id!r} not loaded: {self.reason};"
+            f"{self.kind} file {self.file_id!r} of job {self.job_id!r} not loaded: {self.reason};"
             " it is tried again next run"
         )
 
@@ -44,6 +45,17 @@ class RunStats:
         self.rows: Counter[str] = Counter()  # table -> rows extracted so far (progress)
         self.jobs_done: Counter[str] = Counter()  # resource -> jobs it finished (progress)
         self.paused_until = 0.0  # time.monotonic() until which a 429 holds every request
+        self.training_files = 0  # training and validation files archived
+        self.invalid_training_lines = 0  # their lines that are not JSON (blank ones too)
+        self.non_utf8_files: List[str] = []  # archived with bad bytes replaced
+        self.models_skipped: Optional[str] = None  # why `models` could not be read
+
+    def count_training_file(self, file_id: str, invalid_lines: int, utf8: bool) -> None:
+        with self._lock:
+            self.training_files += 1
+            self.invalid_training_lines += invalid_lines
+            if not utf8:
+                self.non_utf8_files.append(file_id)
 
     def count_retry(self) -> None:
         with self._lock:

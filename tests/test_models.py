@@ -1,0 +1,171 @@
+"""Models and their shutdown dates (`models`), and the `model_lifecycle` view: which
+fine-tuned models stop serving when, and whether the data to retrain them is archived."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any, Dict, List
+
+import pytest
+
+from tests.conftest import (
+    assert_history_equal_truth,
+    assert_models_equal_truth,
+    training_truth,
+)
+
+LIFECYCLE_COLUMNS = (
+    "model",
+    "kind",
+    "fine_tuning_job_id",
+    "base_model",
+    "root_model",
+    "shutdown_date",
+    "date_from",
+    "days_left",
+    "state",
+    "training_data_archived",
+)
+
+
+def lifecycle_truth(world, today: date, models_read: bool = True) -> List[Dict[str, Any]]:
+    """The rows `model_lifecycle` must hold, restated from the sandbox's truth."""
+    listed = {m["id"]: m for m in world.truth_models()} if models_read else {}
+    archived = set(training_truth(world))
+    jobs = {j["id"]: j for j in world.truth_jobs()}
+    known = [
+        (j["fine_tuned_model"], "fine-tuned", j["id"])
+        for j in jobs.values()
+        if j["fine_tuned_model"]
+    ]
+    known += [
+        (c["fine_tuned_model_checkpoint"], "checkpoint", c["fine_tuning_job_id"])
+        for c in world.truth_checkpoints()
+    ]
+    rows = []
+    for model, kind, job_id in known:
+        job = jobs[job_id]
+        root = model.split(":")[1]
+        own = (listed.get(model) or {}).get("shutdown_date")
+        inherited = (listed.get(root) or {}).get("shutdown_date")
+        when = date.fromisoformat(own or inherited) if (own or inherited) else None
+        if not models_read:
+            state = "unknown"
+        elif when is not None and when < today:
+            state = "shut down"
+        elif model not in listed:
+            state = "not listed"
+        else:
+            state = "retiring" if when is not None else "serving"
+        files = [job[name] for name in ("training_file", "validation_file") if job[name]]
+        rows.append(
+            {
+                "model": model,
+                "kind": kind,
+                "fine_tuning_job_id": job_id,
+                "base_model": job["model"],
+                "root_model": root,
+                "shutdown_date": when,
+                "date_from": "model" if own else "root model" if inherited else None,
+                "days_left": (when - today).days if when else None,
+                "state": state,
+                "training_data_archived": all(f in archived for f in files),
+            }
+        )
+    return sorted(rows, key=lambda r: r["model"])
+
+
+def _lifecycle(loader) -> List[Dict[str, Any]]:
+    return loader.query(
+        f"SELECT {', '.join(LIFECYCLE_COLUMNS)} FROM {{dataset}}.model_lifecycle ORDER BY model"
+    )
+
+
+def test_models_and_their_lifecycle_equal_the_truth(loader, world, sandbox):
+    summary = loader.run()
+    assert_history_equal_truth(loader, world)
+    assert sandbox.stats.by_route["GET /v1/models"] == 1
+    lifecycle = _lifecycle(loader)
+    assert lifecycle == lifecycle_truth(world, date.today())
+    states = {row["state"] for row in lifecycle}
+    assert states >= {"shut down", "not listed", "retiring", "serving"}  # every case drawn
+    assert {r["date_from"] for r in lifecycle} == {"model", "root model", None}
+    by_model = {row["model"]: row for row in lifecycle}
+    assert by_model[world.own_date_model_id()]["date_from"] == "model"
+    for model in world.deleted_model_ids():
+        assert by_model[model]["state"] in ("not listed", "shut down")
+    trained_on_fine_tuned = world.fine_tuned_base_job_id()
+    [derived] = [
+        r
+        for r in lifecycle
+        if r["fine_tuning_job_id"] == trained_on_fine_tuned and r["kind"] == "fine-tuned"
+    ]
+    assert derived["base_model"].startswith("ft:")
+    assert derived["root_model"] == derived["base_model"].split(":")[1]
+    # the summary: models that stop within 90 days
+    soon = [r for r in lifecycle if r["state"] == "retiring" and r["days_left"] <= 90]
+    assert soon, "the sandbox has a date ahead within 90 days"
+    shutdowns = summary.shutdowns
+    assert (shutdowns.models, shutdowns.checkpoints, shutdowns.first_date) == (
+        len(soon),
+        sum(r["kind"] == "checkpoint" for r in soon),
+        min(r["shutdown_date"] for r in soon).isoformat(),
+    )
+    assert shutdowns.without_training_data == sum(not r["training_data_archived"] for r in soon)
+    line = next(line for line in summary.lines() if "stop serving within 90 days" in line)
+    assert line == (
+        f"  fine-tuned models that stop serving within 90 days: {len(soon)}"
+        f" ({shutdowns.checkpoints} of them checkpoints), the first on {shutdowns.first_date};"
+        f" {shutdowns.without_training_data} without archived training data (view"
+        " model_lifecycle)"
+    )
+
+
+def test_a_date_announced_later_is_read_on_the_next_run(loader, world, sandbox):
+    loader.run()
+    before = {m["id"]: m["shutdown_date"] for m in world.truth_models()}
+    world.advance(seconds=3600, new_checkpoints=0)
+    after = {m["id"]: m["shutdown_date"] for m in world.truth_models()}
+    announced = [m for m in after if before.get(m) is None and after[m] is not None]
+    assert len(announced) == 1
+    sandbox.stats.reset()
+    loader.run()
+    assert sandbox.stats.by_route["GET /v1/models"] == 1
+    with loader.reading():
+        assert_models_equal_truth(loader, world)
+        assert _lifecycle(loader) == lifecycle_truth(world, date.today())
+
+
+def test_lifecycle_is_unknown_before_models_were_ever_read(loader, world):
+    loader.run(resources=["jobs", "checkpoints", "training_data"])
+    assert _lifecycle(loader) == lifecycle_truth(world, date.today(), models_read=False)
+
+
+def test_a_key_without_the_models_scope_skips_models_and_loads_the_rest(cli, sandbox, world):
+    sandbox.models_forbidden = True
+    code, out, err = cli("--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["models_skipped"] == (
+        "GET /v1/models answered 403 (You have insufficient permissions for this operation."
+        " Missing scopes: api.model.read.): the key may not list models (scope"
+        " api.model.read), so shutdown dates are not known; the rest is loaded"
+    )
+    assert summary["exit_code"] == 0 and summary["rows_written"]["jobs"] == len(world.job_ids())
+    code, out, err = cli()
+    assert code == 0, err
+    assert err == f"openai-ft: warning: models skipped: {summary['models_skipped']}"
+    assert f"  models skipped: {summary['models_skipped']}" in out.splitlines()
+
+
+@pytest.mark.parametrize("forbidden_then_allowed", [True])
+def test_models_load_once_the_key_gets_the_scope(loader, world, sandbox, forbidden_then_allowed):
+    sandbox.models_forbidden = forbidden_then_allowed
+    loader.run()
+    assert loader.count("models") == 0
+    sandbox.models_forbidden = False
+    summary = loader.run()
+    assert summary.models_skipped is None
+    with loader.reading():
+        assert_models_equal_truth(loader, world)
