@@ -193,7 +193,7 @@ def load(
         summary.training_files = stats.training_files
         summary.invalid_training_lines = stats.invalid_training_lines
         summary.non_utf8_files = list(stats.non_utf8_files)
-        summary.models_skipped = stats.models_skipped
+        summary.models_skipped = stats.skipped_lists.get("models")
         summary.elapsed = time.monotonic() - started
 
 

@@ -513,6 +513,67 @@ def assert_results_equal_truth(loader: Loader, world: FineTuningWorld, only: Onl
     _same_rows(loaded, expected)
 
 
+LIFECYCLE_COLUMNS = (
+    "model",
+    "kind",
+    "fine_tuning_job_id",
+    "base_model",
+    "root_model",
+    "shutdown_date",
+    "date_from",
+    "days_left",
+    "state",
+    "training_data_archived",
+)
+
+
+def lifecycle_truth(world, today: date, models_read: bool = True) -> List[Dict[str, Any]]:
+    """The rows `model_lifecycle` must hold, restated from the sandbox's truth."""
+    listed = {m["id"]: m for m in world.truth_models()} if models_read else {}
+    archived = set(training_truth(world))
+    jobs = {j["id"]: j for j in world.truth_jobs()}
+    known = [
+        (j["fine_tuned_model"], "fine-tuned", j["id"])
+        for j in jobs.values()
+        if j["fine_tuned_model"]
+    ]
+    known += [
+        (c["fine_tuned_model_checkpoint"], "checkpoint", c["fine_tuning_job_id"])
+        for c in world.truth_checkpoints()
+    ]
+    rows = []
+    for model, kind, job_id in known:
+        job = jobs[job_id]
+        root = model.split(":")[1]
+        own = (listed.get(model) or {}).get("shutdown_date")
+        inherited = (listed.get(root) or {}).get("shutdown_date")
+        when = date.fromisoformat(own or inherited) if (own or inherited) else None
+        if not models_read:
+            state = "unknown"
+        elif when is not None and when < today:
+            state = "shut down"
+        elif model not in listed:
+            state = "not listed"
+        else:
+            state = "retiring" if when is not None else "serving"
+        files = [job[name] for name in ("training_file", "validation_file") if job[name]]
+        rows.append(
+            {
+                "model": model,
+                "kind": kind,
+                "fine_tuning_job_id": job_id,
+                "base_model": job["model"],
+                "root_model": root,
+                "shutdown_date": when,
+                "date_from": "model" if own else "root model" if inherited else None,
+                "days_left": (when - today).days if when else None,
+                "state": state,
+                "training_data_archived": all(f in archived for f in files),
+            }
+        )
+    return sorted(rows, key=lambda r: r["model"])
+
+
 TABLE_CHECKS = {
     "jobs": (assert_jobs_equal_truth,),
     "checkpoints": (assert_checkpoints_equal_truth,),

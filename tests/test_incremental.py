@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 
 import duckdb
 import pytest
 
+from sources.openai_fine_tuning.rows import is_final
 from tests.conftest import (
     DATASET,
     TERMINAL,
@@ -195,3 +197,44 @@ def test_new_metric_appears_as_double_column(loader, world):
         ).fetchone()[0]
     assert kind == [("DOUBLE",)]
     assert values == running
+
+
+def test_results_attached_after_the_job_ended_are_loaded(loader, world):
+    """A job read as succeeded while its `result_files` were still empty stays open for
+    `jobs`, `files` and `results` until it lists them (or a day after it ended)."""
+    job = next(j for j in world.truth_jobs() if j["status"] == "succeeded" and j["result_files"])
+    results = job["result_files"]
+    world.patch_job(job["id"], result_files=[], finished_at=int(time.time()))
+    loader.run()
+    assert loader.query(
+        "SELECT count(*) AS n FROM {dataset}.results WHERE fine_tuning_job_id = '" + job["id"] + "'"
+    ) == [{"n": 0}]
+    world.patch_job(job["id"], result_files=results, finished_at=job["finished_at"])
+    loader.sandbox.stats.reset()
+    second = loader.run()
+    paths = loader.sandbox.stats.by_path
+    assert {p: n for p, n in paths.items() if p.startswith("/v1/files/")} == {
+        **{f"/v1/files/{f}": 1 for f in results},
+        **{f"/v1/files/{f}/content": 1 for f in results},
+    }
+    assert second.rows["jobs"] == 1 and second.rows["files"] == len(results)
+    assert_history_equal_truth(loader, world)
+    loader.sandbox.stats.reset()
+    loader.run()  # now it is settled for every resource
+    assert not [p for p in loader.sandbox.stats.by_path if job["id"] in p]
+
+
+@pytest.mark.parametrize(
+    ("job", "now", "final"),
+    [
+        ({"status": "succeeded", "result_files": ["file-r"], "finished_at": 100}, 100, True),
+        ({"status": "succeeded", "result_files": [], "finished_at": 100}, 100 + 86_399, False),
+        ({"status": "succeeded", "result_files": [], "finished_at": 100}, 100 + 86_400, True),
+        ({"status": "failed", "result_files": [], "finished_at": 100}, 200, False),
+        ({"status": "cancelled", "result_files": None, "finished_at": None}, 200, True),
+        ({"status": "running", "result_files": ["file-r"], "finished_at": None}, 200, False),
+        ({"status": "paused", "result_files": [], "finished_at": 100}, 10**9, False),
+    ],
+)
+def test_a_job_is_final_once_it_lists_results_or_a_day_after_it_ended(job, now, final):
+    assert is_final(job, now=now) is final

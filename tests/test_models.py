@@ -10,70 +10,11 @@ from typing import Any, Dict, List
 import pytest
 
 from tests.conftest import (
+    LIFECYCLE_COLUMNS,
     assert_history_equal_truth,
     assert_models_equal_truth,
-    training_truth,
+    lifecycle_truth,
 )
-
-LIFECYCLE_COLUMNS = (
-    "model",
-    "kind",
-    "fine_tuning_job_id",
-    "base_model",
-    "root_model",
-    "shutdown_date",
-    "date_from",
-    "days_left",
-    "state",
-    "training_data_archived",
-)
-
-
-def lifecycle_truth(world, today: date, models_read: bool = True) -> List[Dict[str, Any]]:
-    """The rows `model_lifecycle` must hold, restated from the sandbox's truth."""
-    listed = {m["id"]: m for m in world.truth_models()} if models_read else {}
-    archived = set(training_truth(world))
-    jobs = {j["id"]: j for j in world.truth_jobs()}
-    known = [
-        (j["fine_tuned_model"], "fine-tuned", j["id"])
-        for j in jobs.values()
-        if j["fine_tuned_model"]
-    ]
-    known += [
-        (c["fine_tuned_model_checkpoint"], "checkpoint", c["fine_tuning_job_id"])
-        for c in world.truth_checkpoints()
-    ]
-    rows = []
-    for model, kind, job_id in known:
-        job = jobs[job_id]
-        root = model.split(":")[1]
-        own = (listed.get(model) or {}).get("shutdown_date")
-        inherited = (listed.get(root) or {}).get("shutdown_date")
-        when = date.fromisoformat(own or inherited) if (own or inherited) else None
-        if not models_read:
-            state = "unknown"
-        elif when is not None and when < today:
-            state = "shut down"
-        elif model not in listed:
-            state = "not listed"
-        else:
-            state = "retiring" if when is not None else "serving"
-        files = [job[name] for name in ("training_file", "validation_file") if job[name]]
-        rows.append(
-            {
-                "model": model,
-                "kind": kind,
-                "fine_tuning_job_id": job_id,
-                "base_model": job["model"],
-                "root_model": root,
-                "shutdown_date": when,
-                "date_from": "model" if own else "root model" if inherited else None,
-                "days_left": (when - today).days if when else None,
-                "state": state,
-                "training_data_archived": all(f in archived for f in files),
-            }
-        )
-    return sorted(rows, key=lambda r: r["model"])
 
 
 def _lifecycle(loader) -> List[Dict[str, Any]]:
@@ -83,6 +24,20 @@ def _lifecycle(loader) -> List[Dict[str, Any]]:
 
 
 def test_models_and_their_lifecycle_equal_the_truth(loader, world, sandbox):
+    # the default world's deleted model is a fine-tune of a base already shut down: delete one
+    # more, of a base still serving, for a model that is "not listed"
+    serving = {m["id"] for m in world.truth_models() if not m["shutdown_date"]}
+    serving |= {
+        m["id"]
+        for m in world.truth_models()
+        if m["shutdown_date"] and date.fromisoformat(m["shutdown_date"]) > date.today()
+    }
+    gone = next(
+        c["fine_tuned_model_checkpoint"]
+        for c in world.truth_checkpoints()
+        if c["fine_tuned_model_checkpoint"].split(":")[1] in serving
+    )
+    world.delete_model(gone)
     summary = loader.run()
     assert_history_equal_truth(loader, world)
     assert sandbox.stats.by_route["GET /v1/models"] == 1
@@ -93,6 +48,7 @@ def test_models_and_their_lifecycle_equal_the_truth(loader, world, sandbox):
     assert {r["date_from"] for r in lifecycle} == {"model", "root model", None}
     by_model = {row["model"]: row for row in lifecycle}
     assert by_model[world.own_date_model_id()]["date_from"] == "model"
+    assert by_model[gone]["state"] == "not listed"
     for model in world.deleted_model_ids():
         assert by_model[model]["state"] in ("not listed", "shut down")
     trained_on_fine_tuned = world.fine_tuned_base_job_id()

@@ -4,13 +4,18 @@ read once per file, a broken body loading nothing of its file and read again nex
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 
 from fake_openai.faults import FaultPlan
 from tests.conftest import (
+    API_KEY,
+    LIFECYCLE_COLUMNS,
     assert_history_equal_truth,
     assert_training_data_equal_truth,
+    lifecycle_truth,
+    load,
     training_truth,
 )
 
@@ -173,8 +178,8 @@ def test_a_file_that_is_not_utf8_loads_with_its_bad_bytes_replaced_and_is_named(
     assert_history_equal_truth(loader, world)
 
 
-def test_training_messages_view_has_every_message(loader, world):
-    loader.run()
+def messages_truth(world) -> list:
+    """Rows of `training_messages`, restated from the training files' lines."""
     expected = []
     for file_id, (_, rows) in training_truth(world).items():
         for row in rows:
@@ -193,6 +198,9 @@ def test_training_messages_view_has_every_message(loader, world):
             for part, messages in parts:
                 for position, message in enumerate(messages, start=1):
                     content = message.get("content")
+                    if not (isinstance(content, str) or content is None):
+                        content = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+                    weight = message.get("weight")
                     expected.append(
                         (
                             file_id,
@@ -200,17 +208,55 @@ def test_training_messages_view_has_every_message(loader, world):
                             part,
                             position,
                             message.get("role"),
-                            content
-                            if isinstance(content, str) or content is None
-                            else json.dumps(content, separators=(",", ":"), ensure_ascii=False),
-                            None if message.get("weight") is None else float(message["weight"]),
+                            content,
+                            None if weight is None else float(weight),
                             isinstance(message.get("tool_calls"), list),
                         )
                     )
-    loaded = loader.query(
+    return sorted(expected)
+
+
+def loaded_messages(target) -> list:
+    rows = target.query(
         "SELECT file_id, line, part, position, role, content, weight, has_tool_calls"
         " FROM {dataset}.training_messages"
     )
-    got = sorted(tuple(r.values()) for r in loaded)
-    assert got == sorted(expected)
-    assert any(r[7] for r in got) and any(r[6] == 0.0 for r in got)  # tool calls, weights
+    return sorted(tuple(r.values()) for r in rows)
+
+
+def test_new_tables_and_views_equal_the_truth_on_every_destination(target, sandbox, world):
+    load(api_key=API_KEY, base_url=sandbox.base_url, **target.load_options())
+    with target.reading():
+        assert_history_equal_truth(target, world)
+        got = loaded_messages(target)
+        assert got == messages_truth(world)
+        assert any(r[7] for r in got) and any(r[6] == 0.0 for r in got)  # tool calls, weights
+        lifecycle = target.query(
+            f"SELECT {', '.join(LIFECYCLE_COLUMNS)} FROM {{dataset}}.model_lifecycle ORDER BY model"
+        )
+        assert lifecycle == lifecycle_truth(world, date.today())
+        files = target.query(
+            "SELECT fine_tuning_job_id, file_id, role, examples, invalid_lines, bytes, complete"
+            " FROM {dataset}.training_files ORDER BY fine_tuning_job_id, role"
+        )
+    truth = training_truth(world)
+    contents = world.truth_training_files()
+    expected = []
+    for job in sorted(world.truth_jobs(), key=lambda j: j["id"]):
+        for name, role in (("training_file", "training"), ("validation_file", "validation")):
+            file_id = job[name]
+            if not file_id:
+                continue
+            rows = truth.get(file_id, (None, []))[1]
+            expected.append(
+                {
+                    "fine_tuning_job_id": job["id"],
+                    "file_id": file_id,
+                    "role": role,
+                    "examples": sum(r["valid_json"] for r in rows),
+                    "invalid_lines": sum(not r["valid_json"] for r in rows),
+                    "bytes": len(contents[file_id]) if file_id in contents else None,
+                    "complete": file_id in truth,
+                }
+            )
+    assert files == expected

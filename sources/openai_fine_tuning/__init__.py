@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
@@ -24,20 +23,14 @@ from dlt.extract.resource import DltResource
 
 from .client import FineTuningApi, redact_url
 from .connection import resolve_connection, setting
-from .errors import AuthenticationError
 from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
 from .ledger import JobLedger, StateOwner
 from .listing import iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, clean_job_ids, clean_resources
-from .rows import is_final, job_row, model_row
-from .schema import (
-    FILE_COLUMNS,
-    JOB_COLUMNS,
-    MODEL_COLUMNS,
-    RESULT_ROW_COLUMNS,
-    TRAINING_EXAMPLE_COLUMNS,
-)
+from .org_lists import ORG_LISTS
+from .rows import is_final, job_row
+from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS, TRAINING_EXAMPLE_COLUMNS
 from .settings import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -48,7 +41,6 @@ from .settings import (
     ENV_ORGANIZATION,
     ENV_PROJECT,
     JOBS_PATH,
-    MODELS_PATH,
     PER_JOB_RESOURCES,
 )
 from .stats import RunStats
@@ -277,34 +269,6 @@ def openai_fine_tuning(
             else:
                 yield item.rows
 
-    @dlt.resource(
-        name="models",
-        write_disposition="merge",
-        primary_key="id",
-        columns=MODEL_COLUMNS,
-    )
-    def models() -> Iterator[List[Dict[str, Any]]]:
-        """Every model the key can list, re-read on every run (shutdown dates get announced
-        over time). A key without the models scope (403) skips them: the rest loads."""
-        yield dlt.mark.materialize_table_schema()  # type: ignore[misc]
-        try:
-            listed = api.list_models()
-        except AuthenticationError as error:
-            if error.status != 403:
-                raise
-            api.stats.models_skipped = (
-                f"{api.endpoint(MODELS_PATH)} answered 403 ({error.detail}): the key may not"
-                " list models (scope api.model.read), so shutdown dates are not known; the"
-                " rest is loaded"
-            )
-            return
-        seen_at = datetime.now(UTC)
-        endpoint = api.endpoint(MODELS_PATH)
-        rows = [model_row(model, endpoint, seen_at) for model in listed]
-        api.stats.count_rows("models", len(rows))
-        if rows:
-            yield rows
-
     all_resources = [
         # the job row is cheap and needs no request: no thread pool for it
         _per_job("jobs", jobs_to_read, api.stats, read_job, JOB_COLUMNS, parallelized=False),
@@ -337,7 +301,7 @@ def openai_fine_tuning(
                 dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
             ],
         ),
-        models,
+        *(spec.resource(api) for spec in ORG_LISTS),
     ]
     for resource in all_resources:
         resource.selected = resource.name in chosen

@@ -21,7 +21,7 @@ from .options import ApiOptions
 from .paginator import OpenAICursorPaginator
 from .responses import api_message, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
-from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH, MODELS_PATH
+from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH
 from .stats import RunStats
 from .throttle import RequestGate
 
@@ -211,13 +211,13 @@ class FineTuningApi:
             raise UpstreamError(f"{endpoint_of(response)} answered no file {file_id!r}")
         return body
 
-    def list_models(self) -> List[Any]:
-        """Every model `GET /models` lists (one page, no paging).
+    def list_all(self, path: str) -> List[Any]:
+        """Every item of a list that comes in one page (no paging), e.g. `models`.
 
         Raises:
-            AuthenticationError: with `status` 403 for a key without the models scope.
+            AuthenticationError: with `status` 403 for a key without the list's scope.
         """
-        return list_body(self._rest.get(MODELS_PATH, hooks=self._hooks))[1]
+        return list_body(self._rest.get(path, hooks=self._hooks))[1]
 
     def open_file_content(self, file_id: str) -> Optional[requests.Response]:
         """The streamed response of a file's content; None when the file is gone (404).

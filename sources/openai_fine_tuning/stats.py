@@ -48,7 +48,11 @@ class RunStats:
         self.training_files = 0  # training and validation files archived
         self.invalid_training_lines = 0  # their lines that are not JSON (blank ones too)
         self.non_utf8_files: List[str] = []  # archived with bad bytes replaced
-        self.models_skipped: Optional[str] = None  # why `models` could not be read
+        self.skipped_lists: Dict[str, str] = {}  # organization-level list -> why not read
+
+    def skip_list(self, name: str, reason: str) -> None:
+        with self._lock:
+            self.skipped_lists[name] = reason
 
     def count_training_file(self, file_id: str, invalid_lines: int, utf8: bool) -> None:
         with self._lock:
