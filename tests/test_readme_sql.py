@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -12,9 +12,10 @@ from fake_openai import FineTuningWorld, SandboxServer
 from pipelines.openai_fine_tuning_pipeline import load
 from pipelines.sql_command import run_query
 from tests import views_truth
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, lifecycle_truth
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+TABLES_DOC = README.parent / "docs" / "TABLES.md"
 
 
 def analyst_queries() -> list:
@@ -106,9 +107,10 @@ def test_analyst_sql_answers_exactly(target, demo_world):
 
 
 def example_query(comment: str) -> str:
-    """The query of the "Example SQL" section that follows the comment starting so."""
-    text = README.read_text()
-    block = re.search(r"## Example SQL\n\n```sql\n(.*?)```", text, re.S).group(1)
+    """The query of docs/TABLES.md's "Example SQL" section that follows the comment starting
+    so."""
+    text = TABLES_DOC.read_text()
+    block = re.search(r"## Example SQL[^\n]*\n\n```sql\n(.*?)```", text, re.S).group(1)
     (query,) = [q.strip() for q in block.split(";\n") if f"\n-- {comment}" in f"\n{q.strip()}"]
     return query
 
@@ -136,3 +138,28 @@ def test_the_best_checkpoint_example_is_the_view(loaded_target):
     }
     created = [jobs[row["job_id"]]["created_at"] for row in got]
     assert created == sorted(created, reverse=True)  # newest first
+
+
+def test_the_lifecycle_example_lists_the_models_that_stop(loaded_target):
+    """README's "Leaving OpenAI fine-tuning" query: the retiring models, soonest first."""
+    target, world = loaded_target
+    text = README.read_text()
+    query = re.search(r"<!-- lifecycle-sql -->\n```sql\n(.*?)```", text, re.S).group(1)
+    got = _rows(target, query.strip().rstrip(";"))
+    expected = [
+        {
+            "shutdown_date": row["shutdown_date"],
+            "days_left": row["days_left"],
+            "model": row["model"],
+            "kind": row["kind"],
+            "fine_tuning_job_id": row["fine_tuning_job_id"],
+            "training_data_archived": row["training_data_archived"],
+        }
+        for row in sorted(
+            lifecycle_truth(world, date.today()),
+            key=lambda r: (r["shutdown_date"] or date.max, r["model"]),
+        )
+        if row["state"] == "retiring"
+    ]
+    assert expected  # the sandbox has dates ahead: the query is not vacuous
+    assert got == expected
