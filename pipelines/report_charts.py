@@ -4,6 +4,7 @@ so the file stays small and renders offline with the browser's own fonts)."""
 from __future__ import annotations
 
 import io
+from datetime import date, timedelta
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
@@ -194,3 +195,71 @@ def comparison_chart(jobs: List[Dict[str, Any]], hyper: Dict[str, Dict[str, Any]
         _scatter(axes[index], points, title, False)
     figure.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.9, wspace=0.3)
     return _svg(figure, "summary-chart", "final validation loss across jobs")
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+TIMELINE_WIDTH = 1000  # px, the SVG's own width (it shrinks to the page, never grows)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def shutdown_timeline(today: date, dates: Sequence[Tuple[date, int, int]], horizon: int) -> str:
+    """Inline SVG, no matplotlib: a time axis from `today` to the last date (at least
+    `horizon` days), the first `horizon` days shaded, one marker per shutdown date labelled
+    with the date and its number of models; red where some of them lack archived training
+    data. `dates` is (date, models, of them without archived training data), soonest first."""
+    if not dates:
+        return ""
+    left, right, axis_y = 20, TIMELINE_WIDTH - 20, 96
+    span = max((dates[-1][0] - today).days, horizon) * 1.06 or 1
+
+    def x(day: date) -> float:
+        return left + (right - left) * (day - today).days / span
+
+    parts = [
+        f'<rect x="{left}" y="{axis_y - 8}" width="{x(today + timedelta(horizon)) - left:.1f}"'
+        ' height="16" fill="#fdf0d5" stroke="none"/>',
+        f'<text x="{x(today + timedelta(horizon)) - 4:.1f}" y="{axis_y + 30}"'
+        f' text-anchor="end" class="muted">next {horizon} days</text>',
+        f'<line x1="{left}" y1="{axis_y}" x2="{right}" y2="{axis_y}" stroke="#444"/>',
+        f'<line x1="{left}" y1="{axis_y - 10}" x2="{left}" y2="{axis_y + 10}" stroke="#444"'
+        ' stroke-width="2"/>',
+        f'<text x="{left}" y="{axis_y + 30}" class="muted">today {today.isoformat()}</text>',
+    ]
+    month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+    end = today + timedelta(span)
+    while month <= end:  # a tick on the 1st of each month
+        mx = x(month)
+        parts.append(
+            f'<line x1="{mx:.1f}" y1="{axis_y}" x2="{mx:.1f}" y2="{axis_y + 5}" stroke="#444"/>'
+            f'<text x="{mx:.1f}" y="{axis_y + 17}" text-anchor="middle" class="tick">'
+            f"{MONTHS[month.month - 1]} {month.year}</text>"
+        )
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    previous_x, level = -1e9, 1
+    for day, models, unarchived in dates:
+        dx = x(day)
+        level = 1 - level if dx - previous_x < 150 else 0  # close dates: labels alternate
+        previous_x = dx
+        top = 16 + level * 34
+        anchor = "end" if dx > right - 70 else "start" if dx < left + 70 else "middle"
+        color = "#c0392b" if unarchived else "#1f4e79"
+        note = f" · {unarchived:,} not archived" if unarchived else ""
+        parts.append(
+            f'<g class="timeline-date" data-date="{day.isoformat()}">'
+            f'<line x1="{dx:.1f}" y1="{top + 18}" x2="{dx:.1f}" y2="{axis_y}" stroke="{color}"'
+            ' stroke-dasharray="2 2"/>'
+            f'<circle cx="{dx:.1f}" cy="{axis_y}" r="6" fill="{color}"/>'
+            f'<text x="{dx:.1f}" y="{top}" text-anchor="{anchor}" class="day"'
+            f' fill="{color}">{day.isoformat()}</text>'
+            f'<text x="{dx:.1f}" y="{top + 14}" text-anchor="{anchor}" class="count"'
+            f' fill="{color}">{_plural(models, "model")}{note}</text></g>'
+        )
+    label = ", ".join(f"{day.isoformat()}: {_plural(n, 'model')}" for day, n, _ in dates)
+    return (
+        f'<svg class="shutdown-timeline" role="img" aria-label="shutdown dates: {label}"'
+        f' xmlns="http://www.w3.org/2000/svg" width="{TIMELINE_WIDTH}" height="{axis_y + 40}"'
+        f' viewBox="0 0 {TIMELINE_WIDTH} {axis_y + 40}">' + "".join(parts) + "</svg>"
+    )

@@ -22,6 +22,18 @@ CURVE_COLUMNS = (
     "train_reward_mean",
     "valid_reward_mean",
 )
+LIFECYCLE_COLUMNS = (
+    "model",
+    "kind",
+    "fine_tuning_job_id",
+    "base_model",
+    "root_model",
+    "shutdown_date",
+    "date_from",
+    "days_left",
+    "state",
+    "training_data_archived",
+)
 
 
 @dataclass
@@ -48,10 +60,13 @@ class ReportData:
     jobs: List[Dict[str, Any]]  # job_summary rows, newest first
     charted: List[JobCurves]  # the jobs that get charts, newest first
     hyperparameters: Dict[str, Dict[str, Any]]  # job id -> learning rate multiplier, epochs
+    # model_lifecycle rows (every fine-tuned model, whatever --since), soonest date first;
+    # None when the dataset was loaded before that view existed
+    lifecycle: Optional[List[Dict[str, Any]]] = None
 
 
-def _rows(client: Any, sql: str, *params: Any) -> List[Dict[str, Any]]:
-    """The rows as dicts; none when the table was never loaded (its resource not selected)."""
+def _rows_or_none(client: Any, sql: str, *params: Any) -> Optional[List[Dict[str, Any]]]:
+    """The rows as dicts; None when the table or view does not exist."""
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     try:
@@ -59,7 +74,31 @@ def _rows(client: Any, sql: str, *params: Any) -> List[Dict[str, Any]]:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except DatabaseUndefinedRelation:
-        return []
+        return None
+
+
+def _rows(client: Any, sql: str, *params: Any) -> List[Dict[str, Any]]:
+    """The rows as dicts; none when the table was never loaded (its resource not selected)."""
+    return _rows_or_none(client, sql, *params) or []
+
+
+def _lifecycle(client: Any) -> Optional[List[Dict[str, Any]]]:
+    """Every row of `model_lifecycle`, by date (none last), job, kind, model; None without
+    the view. `shutdown_date` as a date, `days_left` as an int, whatever the engine."""
+    view = client.make_qualified_table_name("model_lifecycle")
+    rows = _rows_or_none(
+        client,
+        f"SELECT {', '.join(LIFECYCLE_COLUMNS)} FROM {view}"
+        " ORDER BY shutdown_date NULLS LAST, fine_tuning_job_id, kind DESC, model",
+    )
+    for row in rows or ():
+        when = row["shutdown_date"]
+        if isinstance(when, datetime):
+            row["shutdown_date"] = when.date()
+        if row["days_left"] is not None:
+            row["days_left"] = int(row["days_left"])
+        row["training_data_archived"] = bool(row["training_data_archived"])
+    return rows
 
 
 def _as_datetime(value: Any) -> Optional[datetime]:
@@ -128,7 +167,8 @@ def read_report_data(
         charted = [JobCurves(by_id[i]) for i in [r["id"] for r in summary] if i in chosen]
         if charted:
             _fill_curves(client, charted)
-    return ReportData(summary, charted, hyper)
+        lifecycle = _lifecycle(client)  # last: a missing view fails no query after it
+    return ReportData(summary, charted, hyper, lifecycle)
 
 
 def _fill_curves(client: Any, charted: List[JobCurves]) -> None:

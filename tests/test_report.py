@@ -8,17 +8,21 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from html.parser import HTMLParser
+from itertools import groupby
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import duckdb
 import pytest
 
 from pipelines.cli import main
-from pipelines.report import STYLE
+from pipelines.report import STYLE, shutdowns_section
 from pipelines.report_charts import comparison_chart, job_chart
 from pipelines.report_data import JobCurves
+from tests.conftest import lifecycle_truth
 from tests.test_sql_command import held_by_another_process, locked_line
 
 
@@ -384,6 +388,11 @@ document.body.setAttribute("data-fit", JSON.stringify({
   table: table.scrollWidth, box: box.clientWidth, page: document.documentElement.clientWidth,
   right: box.getBoundingClientRect().right, cut: cut.length,
   hidden_rows: box.scrollHeight > box.clientHeight + 1,
+  shutdown_tables: [...document.querySelectorAll("table.shutdown-models")].map(t => ({
+    right: t.getBoundingClientRect().right, width: t.scrollWidth, box: t.clientWidth,
+    cut: [...t.querySelectorAll("th, td")].filter(c => c.scrollWidth > c.clientWidth).length,
+  })),
+  timeline: document.querySelector("svg.shutdown-timeline").getBoundingClientRect().right,
 }));
 </script>"""
 
@@ -425,3 +434,411 @@ def test_every_column_of_the_jobs_table_fits_the_page(chromium, report, tmp_path
     assert fit["cut"] == 0, fit  # nor any cell's text clipped
     if media == "print":
         assert not fit["hidden_rows"], fit  # every row on paper
+    # the shutdown calendar's tables and timeline fit too, no cell clipped
+    assert fit["shutdown_tables"] and fit["timeline"] <= width, fit
+    for table in fit["shutdown_tables"]:
+        assert table["right"] <= width and table["width"] <= table["box"], fit
+        assert table["cut"] == 0, fit
+
+
+# ---- the "Model shutdowns" section ----------------------------------------------------------
+
+VOID = {"br", "wbr", "col", "meta", "img", "hr", "input", "link"}
+
+
+@dataclass
+class Node:
+    """An element of the parsed page: enough of a DOM to read the section as a reader does."""
+
+    tag: str
+    attrs: Dict[str, str] = field(default_factory=dict)
+    children: List[Any] = field(default_factory=list)  # Nodes and strings
+
+    @property
+    def classes(self) -> List[str]:
+        return (self.attrs.get("class") or "").split()
+
+    def text(self) -> str:
+        """The visible text, whitespace collapsed; a `<br>` reads as a line break."""
+        parts = [
+            "\n"
+            if isinstance(c, Node) and c.tag == "br"
+            else c.text()
+            if isinstance(c, Node)
+            else c
+            for c in self.children
+        ]
+        return "\n".join(" ".join(line.split()) for line in "".join(parts).split("\n")).strip()
+
+    def find_all(self, tag: str, css: Optional[str] = None) -> List[Node]:
+        found = []
+        for child in self.children:
+            if isinstance(child, Node):
+                if child.tag == tag and (css is None or css in child.classes):
+                    found.append(child)
+                found += child.find_all(tag, css)
+        return found
+
+    def children_of(self, tag: str) -> List[Node]:
+        return [c for c in self.children if isinstance(c, Node) and c.tag == tag]
+
+
+class TreeParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Node("document")
+        self._open = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self._open[-1].children.append(node)
+        if tag not in VOID:
+            self._open.append(node)
+
+    def handle_startendtag(self, tag, attrs):
+        self._open[-1].children.append(Node(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        for index in range(len(self._open) - 1, 0, -1):
+            if self._open[index].tag == tag:
+                del self._open[index:]
+                return
+
+    def handle_data(self, data):
+        self._open[-1].children.append(data)
+
+
+def _shutdowns(path: Path) -> Node:
+    """The section, checked to come before the jobs table."""
+    text = path.read_text(encoding="utf-8")
+    assert text.index('<section class="shutdowns"') < text.index("<h2>Jobs</h2>")
+    parser = TreeParser()
+    parser.feed(text)
+    (section,) = parser.root.find_all("section", "shutdowns")
+    assert section.children_of("h2")[0].text() == "Model shutdowns"
+    return section
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _kinds(rows) -> str:
+    points = sum(r["kind"] == "checkpoint" for r in rows)
+    tuned = len(rows) - points
+    parts = [_plural(tuned, "fine-tuned model")] if tuned else []
+    return " and ".join(parts + ([_plural(points, "checkpoint model")] if points else []))
+
+
+def _days(days: int) -> str:
+    return (
+        "today"
+        if days == 0
+        else f"in {_plural(days, 'day')}"
+        if days > 0
+        else (f"{_plural(-days, 'day')} ago")
+    )
+
+
+def _by_date(rows) -> List[tuple]:
+    rows = sorted(rows, key=lambda r: r["shutdown_date"])
+    return [(d, list(g)) for d, g in groupby(rows, key=lambda r: r["shutdown_date"])]
+
+
+def _expected_lead(truth) -> str:
+    soon = [r for r in truth if r["state"] == "retiring" and r["days_left"] <= 90]
+    assert soon, "the sandbox has a date within 90 days"
+    first = min(soon, key=lambda r: r["days_left"])
+    missing = sum(not r["training_data_archived"] for r in soon)
+    lead = (
+        f"{_plural(len(soon), 'fine-tuned model')} {'stops' if len(soon) == 1 else 'stop'}"
+        f" serving within 90 days ({sum(r['kind'] == 'checkpoint' for r in soon)} of them"
+        f" checkpoints); the first on {first['shutdown_date']} ({_days(first['days_left'])}); "
+    )
+    if missing:
+        return lead + (
+            f"{missing} without archived training data — run openai-ft load to archive it while"
+            " OpenAI still has the files, then openai-ft export --job ID to write it out for"
+            " retraining elsewhere."
+        )
+    return lead + (
+        "all with archived training data — openai-ft export --job ID writes it out for"
+        " retraining elsewhere."
+    )
+
+
+def _expected_count(label: str, rows) -> List[str]:
+    if not rows:
+        return []
+    jobs = len({r["fine_tuning_job_id"] for r in rows})
+    missing = sum(not r["training_data_archived"] for r in rows)
+    data = f"; {missing} without archived training data" if missing else ""
+    return [f"{label}: {_kinds(rows)} of {_plural(jobs, 'job')}{data}."]
+
+
+def _steps(models: List[str]) -> str:
+    steps = sorted(int(m.rsplit("-", 1)[1]) for m in models)
+    shown = [f"{s:,}" for s in steps]
+    shown = [*shown[:6], "…", *shown[-3:]] if len(shown) > 10 else shown
+    return ("step " if len(steps) == 1 else "steps ") + ", ".join(shown)
+
+
+def _expected_block(day: date, rows) -> Dict[str, Any]:
+    """What one date's block must show: heading, facts, one row per job (those without
+    archived training data first), each naming all its models."""
+    days = rows[0]["days_left"]
+    missing = sum(not r["training_data_archived"] for r in rows)
+    jobs = {}
+    for row in rows:
+        jobs.setdefault(row["fine_tuning_job_id"], []).append(row)
+    verb = "stopped" if days < 0 else "stops" if len(rows) == 1 else "stop"
+    data = (
+        f"{missing} without archived training data"
+        if missing
+        else ("all with archived training data")
+    )
+    table = []
+    for job_id, models in sorted(
+        jobs.items(), key=lambda item: (item[1][0]["training_data_archived"], item[0])
+    ):
+        tuned = [m for m in models if m["kind"] == "fine-tuned"]
+        points = [m["model"] for m in models if m["kind"] == "checkpoint"]
+        lines = [m["model"] + ("\nown shutdown date" * (m["date_from"] == "model")) for m in tuned]
+        if len(points) == 1 and not tuned:
+            lines.append(points[0])
+        elif points:
+            counted = _plural(len(points), "checkpoint model")
+            lines.append(
+                f"+ {counted} · {_steps(points)}" if tuned else f"{counted}\n{_steps(points)}"
+            )
+        kinds = (["fine-tuned"] if tuned else []) + (
+            [_plural(len(points), "checkpoint")] if points else []
+        )
+        base = models[0]["base_model"]
+        if models[0]["root_model"] != base:
+            base += f"\nroot {models[0]['root_model']}"
+        archived = models[0]["training_data_archived"]
+        assert all(m["training_data_archived"] == archived for m in models)  # a job's flag
+        table.append(
+            {
+                "models": sorted(m["model"] for m in models),
+                "highlighted": not archived,
+                "cells": [
+                    "\n".join(lines),
+                    " + ".join(kinds),
+                    job_id,
+                    base,
+                    "yes" if archived else "no",
+                ],
+            }
+        )
+    return {
+        "date": day.isoformat(),
+        "css": "passed" if days < 0 else "soon" if days <= 90 else "later",
+        "heading": f"{day.isoformat()} · {_days(days)}",
+        "facts": f"{_kinds(rows)} of {_plural(len(jobs), 'job')} {verb} serving · {data}",
+        "rows": table,
+    }
+
+
+def _shown_block(block: Node) -> Dict[str, Any]:
+    (table,) = block.find_all("table", "shutdown-models")
+    heads = [th.text() for th in table.find_all("th")]
+    assert heads == ["model", "kind", "job", "base model", "training data archived"]
+    rows = table.find_all("tbody")[0].children_of("tr")
+    return {
+        "date": block.attrs["data-date"],
+        "css": [c for c in block.classes if c != "shutdown-date"][0],
+        "heading": block.children_of("h3")[0].text(),
+        "facts": block.find_all("p", "facts")[0].text(),
+        "rows": [
+            {
+                "models": sorted(tr.children_of("td")[0].attrs["title"].split("\n")),
+                "highlighted": "unarchived" in tr.classes,
+                "cells": [td.text() for td in tr.children_of("td")],
+            }
+            for tr in rows
+        ],
+    }
+
+
+def assert_shutdowns_equal_truth(section: Node, truth: List[Dict[str, Any]]) -> None:
+    """The section lists exactly the truth's dates ahead (soonest first, also on the
+    timeline), then those passed (latest first) under "Already shut down", each with exactly
+    its models, jobs and archived flags; the serving and not-listed ones counted."""
+    ahead = _by_date(r for r in truth if r["state"] == "retiring")
+    passed = _by_date(r for r in truth if r["state"] == "shut down")[::-1]
+    assert ahead and passed, "the sandbox has dates ahead and passed"
+    (lead,) = section.find_all("p", "lead")
+    assert lead.text() == _expected_lead(truth)
+    assert ("alert" in lead.classes) == ("without archived" in lead.text())
+    assert [p.text() for p in section.find_all("p", "count")] == [
+        *_expected_count(
+            "No shutdown date announced (serving)", [r for r in truth if r["state"] == "serving"]
+        ),
+        *_expected_count(
+            "Not in the models list (deleted, or not visible to this key)",
+            [r for r in truth if r["state"] == "not listed"],
+        ),
+    ]
+    (timeline,) = section.find_all("svg", "shutdown-timeline")
+    marks = timeline.find_all("g", "timeline-date")
+    assert [g.attrs["data-date"] for g in marks] == [d.isoformat() for d, _ in ahead]
+    for mark, (_, rows) in zip(marks, ahead, strict=True):
+        missing = sum(not r["training_data_archived"] for r in rows)
+        note = f" · {missing} not archived" if missing else ""
+        assert [t.text() for t in mark.find_all("text")][1] == _plural(len(rows), "model") + note
+    blocks = section.find_all("div", "shutdown-date")
+    assert [_shown_block(b) for b in blocks] == [
+        _expected_block(day, rows) for day, rows in ahead + passed
+    ]
+    # "Already shut down" heads the dates passed, after every date ahead
+    kinds = [
+        "passed-head" if n.tag == "h3" else n.attrs["data-date"]
+        for n in section.children
+        if isinstance(n, Node) and (n.tag == "h3" or "shutdown-date" in n.classes)
+    ]
+    assert kinds == [d.isoformat() for d, _ in ahead] + ["passed-head"] + [
+        d.isoformat() for d, _ in passed
+    ]
+    assert section.find_all("h3", "passed")[0].text() == "Already shut down"
+    # every model of the truth with a date that passed or is ahead is in exactly one row
+    shown = [m for b in blocks for tr in _shown_block(b)["rows"] for m in tr["models"]]
+    assert sorted(shown) == sorted(
+        r["model"] for r in truth if r["state"] in ("retiring", "shut down")
+    )
+
+
+def test_shutdowns_list_the_dates_models_and_archived_flags_of_the_truth(
+    report, loaded_world, tmp_path
+):
+    out = tmp_path / "report.html"
+    assert report("--out", str(out), "--charts", "3")[0] == 0
+    truth = lifecycle_truth(loaded_world, date.today())
+    section = _shutdowns(out)
+    assert_shutdowns_equal_truth(section, truth)
+    # a job charted below is linked from its row; the others are not
+    charted = set(_parse(out).sections)
+    for tr in section.find_all("tr"):
+        links = tr.find_all("a")
+        if "data-job" in tr.attrs:
+            assert [a.attrs["href"] for a in links] == (
+                [f"#{tr.attrs['data-job']}"] if tr.attrs["data-job"] in charted else []
+            )
+
+
+def _report_of(loader, tmp_path, capsys) -> Path:
+    out = tmp_path / "report.html"
+    code = main(["report", "--duckdb-path", str(loader.duckdb_path), "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    capsys.readouterr()
+    return out
+
+
+def test_shutdowns_highlight_the_models_whose_training_data_is_not_archived(
+    loader, world, tmp_path, capsys
+):
+    """Loaded without training data: every model's row is highlighted, and the summary line
+    says what to run."""
+    loader.run(resources=["jobs", "checkpoints", "models"])
+    truth = [
+        {**row, "training_data_archived": False} for row in lifecycle_truth(world, date.today())
+    ]
+    section = _shutdowns(_report_of(loader, tmp_path, capsys))
+    assert_shutdowns_equal_truth(section, truth)
+    rows = section.find_all("tr")[1:]
+    assert all(
+        "unarchived" in tr.classes and tr.find_all("td", "archived")[0].text() == "no"
+        for tr in rows
+        if tr.attrs.get("data-job")
+    )
+    assert "alert" in section.find_all("p", "lead")[0].classes
+
+
+def test_shutdowns_say_when_the_models_list_was_not_read_or_the_view_is_missing(
+    loader, world, sandbox, tmp_path, capsys
+):
+    sandbox.models_forbidden = True
+    loader.run()
+    truth = lifecycle_truth(world, date.today(), models_read=False)
+    assert truth and {r["state"] for r in truth} == {"unknown"}
+    section = _shutdowns(_report_of(loader, tmp_path, capsys))
+    assert [p.text() for p in section.find_all("p")] == [
+        "The models list could not be read (the key may lack the api.model.read scope), so no"
+        f" shutdown date is known for the {len(truth)} fine-tuned models in the archive; load"
+        " again with a key that may list models."
+    ]
+    assert not section.find_all("svg") and not section.find_all("table")
+
+    # a dataset loaded before the view existed
+    with duckdb.connect(str(loader.duckdb_path)) as connection:
+        connection.execute("DROP VIEW openai_fine_tuning.model_lifecycle")
+    out = _report_of(loader, tmp_path, capsys)
+    assert [p.text() for p in _shutdowns(out).find_all("p")] == [
+        "This dataset has no model_lifecycle view (it was loaded before the view existed): run"
+        " openai-ft load once to create it."
+    ]
+    assert _parse(out).summary_rows == 1 + len(world.job_ids())  # the rest is reported
+
+
+@pytest.mark.parametrize("world", [{"jobs": 3, "max_checkpoints": 0}], indirect=True)
+def test_shutdowns_of_an_archive_without_fine_tuned_models(loader, world, tmp_path, capsys):
+    loader.run()
+    assert lifecycle_truth(world, date.today()) == []
+    section = _shutdowns(_report_of(loader, tmp_path, capsys))
+    assert [p.text() for p in section.find_all("p")] == [
+        "The archive holds no fine-tuned model: no job has produced a model or a checkpoint yet."
+    ]
+
+
+def _row(model: str, kind: str, job: str, days: Optional[int], archived: bool = True, **extra):
+    today = date(2026, 12, 1)
+    return {
+        "model": model,
+        "kind": kind,
+        "fine_tuning_job_id": job,
+        "base_model": "gpt-4o-2024-08-06",
+        "root_model": "gpt-4o-2024-08-06",
+        "shutdown_date": None if days is None else today + timedelta(days=days),
+        "date_from": None if days is None else "root model",
+        "days_left": days,
+        "state": "serving" if days is None else "shut down" if days < 0 else "retiring",
+        "training_data_archived": archived,
+        **extra,
+    }
+
+
+def test_shutdowns_beyond_the_horizon_today_and_many_checkpoints():
+    ft = "ft:gpt-4o-2024-08-06:acme::A1"
+    rows = [
+        _row(ft, "fine-tuned", "ftjob-a", 0, date_from="model"),
+        _row(f"{ft}:ckpt-step-5", "checkpoint", "ftjob-b", 0, archived=False),
+        *(_row(f"{ft}:ckpt-step-{s}", "checkpoint", "ftjob-c", 120) for s in range(10, 130, 10)),
+    ]
+    parser = TreeParser()
+    parser.feed(shutdowns_section(rows[2:], set()))
+    (lead,) = parser.root.find_all("p", "lead")
+    assert lead.text() == (
+        "No fine-tuned model stops serving within 90 days; the next date is 2027-03-31"
+        " (in 120 days, 12 models)."
+    )
+    (block,) = parser.root.find_all("div", "shutdown-date")
+    assert _shown_block(block)["css"] == "later"
+    assert _shown_block(block)["rows"][0]["cells"][:2] == [
+        "12 checkpoint models\nsteps 10, 20, 30, 40, 50, 60, …, 100, 110, 120",
+        "12 checkpoints",
+    ]
+    parser = TreeParser()
+    parser.feed(shutdowns_section(rows[:2], {"ftjob-a"}))
+    (block,) = parser.root.find_all("div", "shutdown-date")
+    shown = _shown_block(block)
+    assert shown["heading"] == "2026-12-01 · today"
+    assert shown["facts"] == (
+        "1 fine-tuned model and 1 checkpoint model of 2 jobs stop serving"
+        " · 1 without archived training data"
+    )
+    assert [(r["highlighted"], r["cells"][0], r["cells"][1]) for r in shown["rows"]] == [
+        (True, f"{ft}:ckpt-step-5", "1 checkpoint"),  # not archived: first
+        (False, f"{ft}\nown shutdown date", "fine-tuned"),
+    ]
+    assert parser.root.find_all("a")[0].attrs["href"] == "#ftjob-a"
