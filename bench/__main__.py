@@ -38,6 +38,7 @@ class Sandbox:
         big_job_steps: int = 0,
         max_steps: int = 300,
         rate_limit: Optional[float] = None,
+        big_training_file_bytes: Optional[int] = None,
     ) -> None:
         self.world = FineTuningWorld(
             seed=1,
@@ -47,6 +48,7 @@ class Sandbox:
             big_job_checkpoints=big_job_checkpoints,
             max_steps=max_steps,
             big_job_steps=big_job_steps or None,
+            big_training_file_bytes=big_training_file_bytes,
         )
         self.server = SandboxServer(
             self.world, api_key=KEY, latency=latency_ms / 1000, rate_limit=rate_limit
@@ -70,6 +72,8 @@ class Sandbox:
             "step_metrics": sum(e.get("type") == "metrics" for e in events),
             "files": len(self.world.truth_files()),
             "results": len(self.world.truth_results()),
+            "training_examples": sum(map(_lines, self.world.truth_training_files().values())),
+            "models": len(self.world.truth_models()),
         }
 
     def reset(self) -> None:
@@ -77,6 +81,12 @@ class Sandbox:
 
     def close(self) -> None:
         self.server.stop()
+
+
+def _lines(content: bytes) -> int:
+    """Lines of a file split on b"\\n" only (no empty piece after a final newline), counted
+    without splitting: a file of 500 MB is not copied."""
+    return content.count(b"\n") + (bool(content) and not content.endswith(b"\n"))
 
 
 def measure(
@@ -229,6 +239,63 @@ def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
     return rows
 
 
+MB = 1_000_000
+# the fewest jobs whose world gives the big file to a succeeded job as its training file (with
+# fewer, all such files carry a quirk and the big one is a validation file)
+TRAINING_FILE_JOBS = 10
+
+
+def training_file(args: argparse.Namespace, root: Path) -> List[List[str]]:
+    """0 ms latency, a world of a few jobs, one of which trains on a file of each size in
+    `--training-file-mb`: a first load of `jobs,training_data`, each in a fresh process; then
+    the peak RSS of the largest over the smallest (target: within 20%)."""
+    rows: List[List[str]] = []
+    peaks: List[float] = []
+    for size in args.training_file_mb:
+        sandbox = Sandbox(
+            TRAINING_FILE_JOBS, 0, big_job_steps=0, big_training_file_bytes=int(size * MB)
+        )
+        try:
+            big = sandbox.world.big_training_file()
+            if big is None:
+                raise RuntimeError(f"the sandbox made no big training file of {size:g} MB")
+            truth = sandbox.truth_counts()["training_examples"]
+            workdir = root / f"training_file_{len(rows)}"
+            workdir.mkdir()
+            r = measure("ours", sandbox, workdir, args.workers, resources="jobs,training_data")
+        finally:
+            sandbox.close()
+        loaded = r["tables"].get("training_examples")
+        peaks.append(r["peak_rss_mb"])
+        rows.append(
+            [
+                f"{TRAINING_FILE_JOBS} jobs, one training file of {size:g} MB",
+                _fmt(r["wall"]),
+                str(r["requests"]),
+                f"{r['rows']:,}"
+                + ("" if loaded == truth else f" (NOT EXACT: {loaded} vs {truth})"),
+                f"{r['rows'] / r['wall']:,.0f}",
+                f"{r['peak_rss_mb']:.0f} MB",
+            ]
+        )
+    if len(peaks) >= 2:
+        small, large = min(args.training_file_mb), max(args.training_file_mb)
+        ratio = (
+            peaks[args.training_file_mb.index(large)] / peaks[args.training_file_mb.index(small)]
+        )
+        rows.append(
+            [
+                f"a {large:g} MB training file: peak RSS within 20% of a {small:g} MB one",
+                "",
+                "",
+                "",
+                "",
+                f"{ratio:.2f}x: " + ("met" if ratio <= 1.2 else "NOT met"),
+            ]
+        )
+    return rows
+
+
 def report_row(args: argparse.Namespace, duckdb_path: Path) -> List[str]:
     """`openai-ft report` over the first load's DuckDB file (all jobs in the table, charts for
     the 20 most recent): wall time, in a fresh process, and the file's size."""
@@ -291,6 +358,13 @@ def main() -> None:
     parser.add_argument("--many-jobs", type=int, default=10_000)
     parser.add_argument("--rate-limit", type=float, default=20.0, help="requests/s allowed")
     parser.add_argument("--rate-jobs", type=int, default=100, help="jobs of the rate-limit run")
+    parser.add_argument(
+        "--training-file-mb",
+        type=float,
+        nargs="*",
+        default=[50.0, 500.0],
+        help="sizes of the big training file, in MB (10^6 bytes); peak RSS largest / smallest",
+    )
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -299,7 +373,7 @@ def main() -> None:
         root = Path(tmp)
         compared = compare(args, root)
         compared.append(report_row(args, root / "ours" / "ours.duckdb"))
-        stressed = stress(args, root)
+        stressed = stress(args, root) + training_file(args, root)
         limited = rate_limited(args, root)
     header = ["case", "who", "wall", "requests", "rows", "peak RSS"]
     stress_header = ["0 ms latency", "wall", "requests", "rows", "rows/s", "peak RSS"]

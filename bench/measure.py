@@ -16,9 +16,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import dlt
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -175,11 +176,14 @@ def _session(workers: int, key: str) -> requests.Session:
 def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
     """The physical limit: the necessary requests only, bodies parsed, with the same workers.
 
-    First load: every job-list page (a chain); per job, as soon as it is listed, every
-    checkpoint and event page (a chain each), each file it names once (metadata), and the
-    content of each results file of a finished job. Rerun: the job-list pages down to the
-    oldest unfinished job and one checkpoints and one events request per unfinished job,
-    known from an oracle (the sandbox's truth) rather than from state.
+    First load: the models list (one request); every job-list page (a chain); per job, as
+    soon as it is listed, every checkpoint and event page (a chain each), each file it names
+    once (metadata), the content of each results file of a finished job, and the content of
+    each training and validation file once (after its metadata, which tells whether it still
+    exists: a deleted file's content is not asked for), its lines split on `\\n` and parsed.
+    Rerun: the models list, the job-list pages down to the oldest unfinished job and one
+    checkpoints and one events request per unfinished job, known from an oracle (the
+    sandbox's truth) rather than from state.
     """
     session = _session(args.workers, args.key)
     base = args.base_url.rstrip("/")
@@ -212,15 +216,32 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
         response.json()
         return int(response.status_code == 200)
 
+    def data_file_once(file_id: str) -> int:
+        """A training or validation file: its metadata, then (if it exists) its content as a
+        stream, each line parsed; 1 (the `files` row) + its lines."""
+        with lock:
+            if (file_id, False) in claimed:
+                return 0
+            claimed.add((file_id, False))
+        response = session.get(f"{base}/files/{file_id}", timeout=60)
+        if response.status_code != 200:
+            return 0
+        response.json()
+        with session.get(f"{base}/files/{file_id}/content", timeout=60, stream=True) as body:
+            return 1 + _parse_lines(body.iter_content(256 * 1024))
+
+    def models() -> int:
+        return len(session.get(f"{base}/models", timeout=60).json()["data"])
+
     def job_work(job: Dict[str, Any]) -> List[Any]:
         job_id = job["id"]
         work = [
             pool.submit(pages, f"fine_tuning/jobs/{job_id}/checkpoints"),
             pool.submit(pages, f"fine_tuning/jobs/{job_id}/events"),
         ]
-        for file_id in [job.get("training_file"), job.get("validation_file")]:
+        for file_id in dict.fromkeys([job.get("training_file"), job.get("validation_file")]):
             if file_id:
-                work.append(pool.submit(file_once, file_id, False))
+                work.append(pool.submit(data_file_once, file_id))
         for file_id in job.get("result_files") or ():
             work.append(pool.submit(file_once, file_id, False))
             if job["status"] in _TERMINAL:
@@ -234,16 +255,17 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
             truth = session.get(f"{args.root_url}/_sandbox/truth", timeout=600).json()["jobs"]
             open_jobs = [i for i, j in enumerate(truth) if j["status"] not in _TERMINAL]
             started = time.perf_counter()  # the oracle lookup is not part of the floor
+            listed = pool.submit(models)  # every run reads the models list once
             deepest = open_jobs[-1] if open_jobs else 0
             jobs = pages("fine_tuning/jobs", stop_after=deepest // 100 + 1)
             rows += len(jobs)
-            futures = [
+            futures = [listed] + [
                 pool.submit(pages, f"fine_tuning/jobs/{truth[i]['id']}/{kind}", 1)
                 for i in open_jobs
                 for kind in ("checkpoints", "events")
             ]
         else:
-            futures = []
+            futures = [pool.submit(models)]
             after = None
             while True:  # stream: a job's work starts as soon as it is listed
                 params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
@@ -260,6 +282,32 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
     return {"wall": time.perf_counter() - started, "rows": rows}
 
 
+def _parse_lines(chunks: Iterator[bytes]) -> int:
+    """Lines of a JSONL body (split on `\\n` only, no empty piece after a final `\\n`), each
+    parsed as JSON (a line that is not JSON counts too)."""
+    lines, rest, first = 0, b"", True
+    for chunk in chunks:
+        if first and chunk:
+            chunk, first = chunk.removeprefix(_BOM), False
+        pieces = (rest + chunk).split(b"\n")
+        rest = pieces.pop()
+        for piece in pieces:
+            _parse(piece)
+        lines += len(pieces)
+    if rest:
+        _parse(rest)
+        lines += 1
+    return lines
+
+
+def _parse(line: bytes) -> None:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+
+
+_BOM = b"\xef\xbb\xbf"
 _TERMINAL = ("succeeded", "failed", "cancelled")
 SCENARIOS = {"ours": run_ours, "peer": run_peer, "floor": run_floor, "empty": run_empty}
 

@@ -19,7 +19,7 @@ def test_bench_runs_and_writes_its_report(tmp_path):
             "bench",
             *("--jobs", "12", "--latency-ms", "0", "--big-job", "150", "--big-steps", "400"),
             *("--big-sizes", "300", "--event-sizes", "600", "--many-jobs", "20"),
-            *("--rate-jobs", "6", "--rate-limit", "40"),
+            *("--rate-jobs", "6", "--rate-limit", "40", "--training-file-mb", "0.2", "2"),
             *("--out", str(out)),
         ],
         cwd=REPO,
@@ -40,10 +40,16 @@ def test_bench_runs_and_writes_its_report(tmp_path):
         "| 20 jobs x 3 checkpoints |",
         "| 6 jobs, 40 requests/s allowed |",
         "| report | openai-ft report, 12 jobs, 20 charts |",
+        "| 10 jobs, one training file of 0.2 MB |",
+        "| 10 jobs, one training file of 2 MB |",
+        "| a 2 MB training file: peak RSS within 20% of a 0.2 MB one |",
     ):
         assert row in report, row
-    # this project and the floor make the same requests on a first load and on a rerun: the
-    # sandbox counted them (the rest_api peer reads the lists only)
+    training_rows = [line for line in report.splitlines() if "one training file of" in line]
+    assert training_rows and not any("NOT EXACT" in line for line in training_rows)  # every line
+    # this project and the floor make the same requests on a first load (training files and
+    # the models list included) and on a rerun (the models list again): the sandbox counted
+    # them (the rest_api peer reads the lists only)
     for case in ("| first load |", "| no-change rerun |"):
         counts = {
             line.split(" | ")[1]: int(line.split(" | ")[3])
