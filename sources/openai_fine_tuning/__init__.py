@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
 
 import dlt
+import pyarrow as pa
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.items import DataItemWithMeta
@@ -44,6 +45,7 @@ from .settings import (
     PER_JOB_RESOURCES,
 )
 from .stats import RunStats
+from .training_data import SCHEMA as TRAINING_EXAMPLES_SCHEMA
 from .training_data import iter_training_items
 
 __all__ = [
@@ -56,6 +58,15 @@ __all__ = [
 ]
 
 LEDGER_KEY = "jobs_ledger"
+# dlt gives rows it gets as Arrow tables (`training_examples`) no `_dlt_load_id` unless told:
+# every table then says which load wrote a row, as the others do (and a run's rows can be
+# counted in the destination). Set here, unless configured, so `pipeline.run()` gets it too.
+ARROW_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
+
+
+def _arrow_rows_carry_their_load_id() -> None:
+    if dlt.config.get(ARROW_LOAD_ID_KEY) is None:
+        dlt.config[ARROW_LOAD_ID_KEY] = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
     table, data = resource, item
     if isinstance(item, DataItemWithMeta):
         table, data = getattr(item.meta, "table_name", resource), item.data
-    stats.count_rows(table, len(data) if isinstance(data, list) else 1)
+    stats.count_rows(table, len(data) if isinstance(data, (list, pa.Table)) else 1)
 
 
 def _per_job(
@@ -199,6 +210,7 @@ def openai_fine_tuning(
         The resources `jobs`, `checkpoints`, `events`, `files`, `results`, `training_data`
         and `models`, each merged.
     """
+    _arrow_rows_carry_their_load_id()
     connection = resolve_connection(api_type, api_key, base_url, api_version, azure_ad_token)
     options = ApiOptions(
         api_key=connection.credential,
@@ -297,7 +309,7 @@ def openai_fine_tuning(
             primary_key=("file_id", "line"),
             table_name="training_examples",
             markers=lambda: [
-                dlt.mark.materialize_table_schema(),
+                TRAINING_EXAMPLES_SCHEMA.empty_table(),
                 dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
             ],
         ),

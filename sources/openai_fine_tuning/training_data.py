@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .client import FineTuningApi
 from .downloads import BodyLostError, read_content
@@ -139,35 +141,76 @@ def _lines(spool: IO[bytes], layout: Layout) -> Iterator[Tuple[bytes, bool]]:
         yield piece, terminated
 
 
-def _rows(body: Body, file_id: str, method: Optional[str], layout: Layout) -> Iterator[Row]:
-    """One `training_examples` row per line, in order; `_cr` marks a row whose `\r` is the
-    first half of a `\r\n` line ending, if the file turns out to be CRLF (see `_batches`)."""
-    for number, (raw_bytes, terminated) in enumerate(_lines(body.spool, layout), start=1):
-        try:
-            text = raw_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            layout.utf8 = False
-            text = raw_bytes.decode("utf-8", errors="replace")
-        content = raw_bytes[:-1] if terminated and raw_bytes.endswith(b"\r") else raw_bytes
-        valid, example = True, None
-        try:
-            example = orjson.loads(content)
-        except orjson.JSONDecodeError:  # blank lines too
-            valid = False
-            layout.invalid += 1
-        kind, messages, has_tools = _kind(example, method)
+# `training_examples` as Arrow: its rows go to dlt as tables (written as Parquet, no per-row
+# normalize work), with the types the column hints declare
+# (dlt adds no `_dlt_id` to Arrow rows, and `_dlt_load_id` as configured: the table is created
+# from an empty table of this schema, not dlt's marker, which would add both as NOT NULL)
+SCHEMA = pa.schema(
+    [
+        pa.field("file_id", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("raw", pa.string(), nullable=False),
+        pa.field("valid_json", pa.bool_(), nullable=False),
+        pa.field("kind", pa.string()),
+        pa.field("messages", pa.int64()),
+        pa.field("has_tools", pa.bool_()),
+        pa.field("chars", pa.int64(), nullable=False),
+    ]
+)
+# in the spooled batches only: the line's `\r` may be half of a `\r\n` ending
+_CR = pa.field("_cr", pa.bool_(), nullable=False)
+
+
+def _spool_rows(
+    body: Body, file_id: str, method: Optional[str], layout: Layout, out: IO[bytes]
+) -> None:
+    """Writes one row per line, in order, as Arrow record batches to `out` (an IPC stream).
+    `_cr` marks a line whose `\r` is the first half of a `\r\n` line ending, in case the
+    file turns out to be CRLF (see `_tables`)."""
+    schema = SCHEMA.append(_CR)
+    columns: Dict[str, List[Any]] = {name: [] for name in schema.names}
+    with pa.ipc.new_stream(out, schema) as writer:
+
+        def flush() -> None:
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+            for values in columns.values():
+                values.clear()
+
+        raw, valid_json, kinds, counts, tools, chars, crs = (
+            columns[name]
+            for name in ("raw", "valid_json", "kind", "messages", "has_tools", "chars", "_cr")
+        )
+        number = 0
+        for number, (raw_bytes, terminated) in enumerate(_lines(body.spool, layout), start=1):
+            try:
+                text = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                layout.utf8 = False
+                text = raw_bytes.decode("utf-8", errors="replace")
+            cr = terminated and raw_bytes.endswith(b"\r")
+            try:
+                example = orjson.loads(raw_bytes[:-1] if cr else raw_bytes)
+                valid = True
+            except orjson.JSONDecodeError:  # blank lines too
+                example, valid = None, False
+                layout.invalid += 1
+            kind, messages, has_tools = _kind(example, method)
+            raw.append(text)
+            valid_json.append(valid)
+            kinds.append(kind)
+            counts.append(messages)
+            tools.append(has_tools if valid else None)
+            chars.append(len(text))
+            crs.append(cr)
+            if len(raw) >= TRAINING_BATCH_ROWS:
+                columns["file_id"] = [file_id] * len(raw)
+                columns["line"] = list(range(number - len(raw) + 1, number + 1))
+                flush()
         layout.lines = number
-        yield {
-            "file_id": file_id,
-            "line": number,
-            "raw": text,
-            "valid_json": valid,
-            "kind": kind,
-            "messages": messages,
-            "has_tools": has_tools if valid else None,
-            "chars": len(text),
-            "_cr": terminated and text.endswith("\r"),
-        }
+        if raw:
+            columns["file_id"] = [file_id] * len(raw)
+            columns["line"] = list(range(number - len(raw) + 1, number + 1))
+            flush()
 
 
 def archive_file(
@@ -175,8 +218,9 @@ def archive_file(
 ) -> Optional[Tuple[Layout, Body, IO[bytes]]]:
     """Downloads and checks the file; None when its content is gone (404).
 
-    Returns the layout, the body and a spool of `training_examples` rows (JSON lines), all
-    lines checked before any row goes out: a file whose body is wrong loads nothing.
+    Returns the layout, the body and a spool of the `training_examples` rows (an Arrow IPC
+    stream), all lines read before any row goes out: a file whose body is wrong loads
+    nothing.
 
     Raises:
         TrainingFileError: the body's length is not the metadata's `bytes`, or it never
@@ -195,8 +239,7 @@ def archive_file(
     layout = Layout()
     rows = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
     try:
-        for row in _rows(body, file_id, method, layout):
-            rows.write(orjson.dumps(row) + b"\n")
+        _spool_rows(body, file_id, method, layout, rows)
     except BaseException:
         rows.close()
         body.spool.close()
@@ -205,21 +248,20 @@ def archive_file(
     return layout, body, rows
 
 
-def _batches(rows: IO[bytes], crlf: bool) -> Iterator[List[Row]]:
-    """The spooled rows in batches; in a CRLF file each line's `\r` goes with its `\n`."""
-    with rows:
-        batch: List[Row] = []
-        for line in rows:
-            row = orjson.loads(line)
-            if row.pop("_cr") and crlf:
-                row["raw"] = row["raw"][:-1]
-                row["chars"] -= 1
-            batch.append(row)
-            if len(batch) >= TRAINING_BATCH_ROWS:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+def _tables(rows: IO[bytes], crlf: bool) -> Iterator[pa.Table]:
+    """The spooled rows, a table per batch; in a CRLF file each line's `\r` goes with its
+    `\n`."""
+    with rows, pa.ipc.open_stream(rows) as reader:
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            if crlf:
+                cr = table["_cr"]
+                trimmed = pc.utf8_slice_codeunits(table["raw"], 0, -1)
+                raw = pc.if_else(cr, trimmed, table["raw"])
+                table = table.set_column(table.schema.get_field_index("raw"), "raw", raw)
+                chars = pc.subtract(table["chars"], pc.cast(cr, pa.int64()))
+                table = table.set_column(table.schema.get_field_index("chars"), "chars", chars)
+            yield table.drop_columns(["_cr"]).cast(SCHEMA)  # computed columns come back nullable
 
 
 @dataclass(frozen=True)
@@ -227,7 +269,7 @@ class TrainingItems:
     """What `iter_training_items` yields: rows for a table."""
 
     table: str  # `training_examples` or `files`
-    rows: List[Row]
+    rows: Any  # an Arrow table of `training_examples`, or a list of `files` rows
 
 
 def iter_training_items(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterator[TrainingItems]:
@@ -264,8 +306,8 @@ def iter_training_items(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iter
             continue
         layout, body, rows = archived
         body.spool.close()
-        for batch in _batches(rows, layout.crlf):
-            yield TrainingItems("training_examples", batch)
+        for table in _tables(rows, layout.crlf):
+            yield TrainingItems("training_examples", table)
         api.stats.count_training_file(file_id, layout.invalid, layout.utf8)
         yield TrainingItems("files", [{**metadata, **layout.columns(body)}])
         ledger.content_done(file_id)
