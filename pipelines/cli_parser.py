@@ -178,8 +178,10 @@ def _report(commands: argparse._SubParsersAction, common: argparse.ArgumentParse
         parents=[common],
         formatter_class=HelpFormatter,
         help="write a self-contained HTML training report",
-        description="Writes one HTML file (opens offline): the job summary, loss, accuracy and"
-        " reward curves of the most recent jobs, and final validation loss across jobs.",
+        description="Writes one HTML file (opens offline): the model shutdowns (which fine-tuned"
+        " models stop serving when, and whether their training data is archived), the job"
+        " summary, loss, accuracy and reward curves of the most recent jobs, and final"
+        " validation loss across jobs.",
         epilog=f"{READ_ENVIRONMENT}\n\n{EXIT_CODES}",
     )
     report.add_argument(

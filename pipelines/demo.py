@@ -61,7 +61,12 @@ def run_demo(args: argparse.Namespace) -> int:
         f'  {command} "SELECT step, train_loss, valid_loss FROM training_curves'
         f" WHERE fine_tuning_job_id = '{latest}' ORDER BY step\""
     )
+    print(
+        f'  {command} "SELECT shutdown_date, days_left, model, training_data_archived'
+        " FROM model_lifecycle WHERE state = 'retiring' ORDER BY shutdown_date\""
+    )
     print(f"  openai-ft report {shlex.join(target)} --out report.html")
+    print(f"  openai-ft export {shlex.join(target)} --out training-data")
     print(f"  -- or in Python: duckdb.connect({os.path.abspath(args.duckdb_path)!r})")
     return 0
 

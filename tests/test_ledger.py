@@ -99,3 +99,33 @@ def test_a_file_is_claimed_once_ever():
     assert later.claim_file("file-gone") is False
     assert later.missing_files == ["file-gone"]
     assert later.claim_file("file-b") is True
+
+
+def test_a_training_file_content_is_claimed_once_ever():
+    state: dict = {}
+    ledger = JobLedger(state, RESOURCES)
+    for file_id in ("file-archived", "file-gone", "file-no-content", "file-broken"):
+        assert ledger.claim_content(file_id) is True
+        assert ledger.claim_content(file_id) is False  # another job of the same run
+    ledger.content_done("file-archived")
+    ledger.content_done("file-gone", missing=True)  # its metadata answered 404
+    ledger.file_done("file-no-content")  # metadata loaded, then the content answered 404
+    ledger.content_done("file-no-content", missing=True)
+    ledger.file_done("file-broken")  # metadata loaded, the body was wrong: read again
+
+    later = JobLedger(json.loads(json.dumps(state)), RESOURCES)  # the next run's state
+    assert [later.claim_content(f) for f in ("file-archived", "file-gone", "file-no-content")] == [
+        False,
+        False,
+        False,
+    ]
+    assert later.claim_content("file-broken") is True
+    # the metadata of every one of them is known: `files` requests none of them again
+    assert [later.claim_file(f) for f in ("file-archived", "file-gone", "file-no-content")] == [
+        False,
+        False,
+        False,
+    ]
+    assert later.claim_file("file-broken") is False
+    assert later.missing_files == ["file-gone"]
+    assert state["files"]["content_missing"] == ["file-no-content"]

@@ -12,10 +12,11 @@ Layout of `source_state()["jobs_ledger"]` (version 2):
   after the job became terminal. A job moves here once all resources are settled for it, so
   the state of a large organization stays one id per finished job. A resource added later is
   not in the key, so it still reads those jobs.
-- `files`: `{"read": [ids], "missing": [ids], "archived": [ids]}`: files whose metadata was
-  loaded or answered 404, and training files whose content was archived (`training_data`). A
-  file is requested once, ever (jobs share training files); a 404 of its content or metadata
-  puts it in `missing`, and neither is requested again.
+- `files`: `{"read": [ids], "missing": [ids], "archived": [ids], "content_missing": [ids]}`:
+  files whose metadata was loaded or answered 404; training files whose content was archived
+  (`training_data`), or whose content answered 404 after their metadata was read. A file is
+  requested once, ever (jobs share training files); after a 404 nothing of it is requested
+  again.
 - `listed_through`: the newest job `created_at` a listing saw: a later listing can stop once
   it has passed it and seen every job some selected resource still needs.
 - `started`: resources that ran at least once (their tables were created).
@@ -117,8 +118,11 @@ class JobLedger:
         self._files_read: List[str] = files.setdefault("read", [])
         self._files_missing: List[str] = files.setdefault("missing", [])
         self._files_archived: List[str] = files.setdefault("archived", [])
+        self._contents_missing: List[str] = files.setdefault("content_missing", [])
         self._files_done = set(self._files_read) | set(self._files_missing)
-        self._contents_done = set(self._files_archived) | set(self._files_missing)
+        self._contents_done = (
+            set(self._files_archived) | set(self._files_missing) | set(self._contents_missing)
+        )
         self._files_claimed: Set[str] = set()
         self._contents_claimed: Set[str] = set()
         self._started: List[str] = state.setdefault("started", [])
@@ -265,12 +269,14 @@ class JobLedger:
         """The file's content was archived (its metadata row with it), or the file answered
         404 (`missing`): neither is requested again."""
         with self._lock:
-            if file_id not in self._contents_done:
-                self._contents_done.add(file_id)
-                if not missing:
-                    self._files_archived.append(file_id)
-            if missing and file_id in self._files_read:
-                return  # its metadata is loaded: only the content is gone
+            if file_id in self._contents_done:
+                return
+            self._contents_done.add(file_id)
+            if not missing:
+                self._files_archived.append(file_id)
+            elif file_id in self._files_read:  # its metadata is loaded: only the content is gone
+                self._contents_missing.append(file_id)
+                return
             if file_id not in self._files_done:
                 self._files_done.add(file_id)
                 (self._files_missing if missing else self._files_read).append(file_id)

@@ -298,8 +298,10 @@ def iter_training_items(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iter
             api.stats.count_unreadable(UnreadableFile(file_id, job["id"], str(error), "training"))
             complete = False
             yield TrainingItems("files", [metadata])
+            ledger.file_done(file_id)  # its metadata is loaded; the content is read again
             continue
-        if archived is None:
+        if archived is None:  # the metadata is there, the content is gone
+            ledger.file_done(file_id)
             ledger.content_done(file_id, missing=True)
             api.stats.count_missing_file(file_id)
             yield TrainingItems("files", [metadata])
