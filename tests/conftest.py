@@ -513,20 +513,6 @@ def assert_results_equal_truth(loader: Loader, world: FineTuningWorld, only: Onl
     _same_rows(loaded, expected)
 
 
-LIFECYCLE_COLUMNS = (
-    "model",
-    "kind",
-    "fine_tuning_job_id",
-    "base_model",
-    "root_model",
-    "shutdown_date",
-    "date_from",
-    "days_left",
-    "state",
-    "training_data_archived",
-)
-
-
 def lifecycle_truth(world, today: date, models_read: bool = True) -> List[Dict[str, Any]]:
     """The rows `model_lifecycle` must hold, restated from the sandbox's truth."""
     listed = {m["id"]: m for m in world.truth_models()} if models_read else {}

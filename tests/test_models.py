@@ -9,8 +9,8 @@ from typing import Any, Dict, List
 
 import pytest
 
+from pipelines.report_data import LIFECYCLE_COLUMNS
 from tests.conftest import (
-    LIFECYCLE_COLUMNS,
     assert_history_equal_truth,
     assert_models_equal_truth,
     lifecycle_truth,

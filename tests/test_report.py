@@ -147,21 +147,23 @@ def test_a_file_held_by_another_process_is_exit_5_naming_its_pid(tmp_path, capsy
     assert err.splitlines() == [locked_line(path, pid)]
 
 
-def test_a_file_taken_after_the_check_is_said_the_same(tmp_path, capsys, monkeypatch):
-    """Another process takes the file between `existing_pipeline`'s check and the report's
-    reading: dlt's bare IOException becomes the same one line."""
+def test_a_file_taken_after_the_check_is_said_the_same(tmp_path):
+    """Another process takes the file after `existing_pipeline`'s check (here: a pipeline made
+    without it, on a file already held): the report says who holds it, as `load` does, not
+    dlt's bare IOException."""
+    from pipelines.destinations import make_pipeline
+    from pipelines.guards import DuckDBLockedError
+    from pipelines.report import write_report
 
-    class Unchecked:
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr("pipelines.guards.open_duckdb_file", lambda path: Unchecked())
     path = tmp_path / "held.duckdb"
     duckdb.connect(str(path)).close()
+    pipeline = make_pipeline(duckdb_path=str(path), pipelines_dir=str(tmp_path / "p"))
     with held_by_another_process(path) as pid:
-        code = main(["report", "--duckdb-path", str(path), "--out", str(tmp_path / "r.html")])
-    assert code == 5
-    assert capsys.readouterr().err.splitlines() == [locked_line(path, pid)]
+        with pytest.raises(DuckDBLockedError) as raised:
+            write_report(pipeline, str(tmp_path / "r.html"))
+    assert f"openai-ft: error: {raised.value}" == locked_line(path, pid).replace(
+        f"'{path}'", f"'{os.path.abspath(path)}'"
+    )
 
 
 def test_bad_report_options(report, tmp_path, capsys):

@@ -9,9 +9,9 @@ from datetime import date
 import pytest
 
 from fake_openai.faults import FaultPlan
+from pipelines.report_data import LIFECYCLE_COLUMNS
 from tests.conftest import (
     API_KEY,
-    LIFECYCLE_COLUMNS,
     assert_history_equal_truth,
     assert_training_data_equal_truth,
     lifecycle_truth,
