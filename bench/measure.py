@@ -53,7 +53,7 @@ def _duckdb_pipeline(name: str, workdir: str) -> dlt.Pipeline:
 
 
 def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
-    from pipelines.openai_fine_tuning_pipeline import load
+    from pipelines.run import load
 
     started = time.perf_counter()
     options = {"resources": args.resources.split(",")} if args.resources else {}

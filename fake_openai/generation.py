@@ -12,12 +12,32 @@ from __future__ import annotations
 
 import math
 from random import Random
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 from fake_openai import files
 
-if TYPE_CHECKING:
-    from fake_openai.world import FineTuningWorld
+
+class Organization(Protocol):
+    """What the layout is applied to: the world, seen through what generation needs of it
+    (a structural type, so this module does not import the world that imports it)."""
+
+    now: int
+    _rng: Random
+    _jobs: Dict[str, Any]
+    _files: Any
+    _models: Any
+    _quirks: Dict[str, str]
+    _big_training_file: Optional[str]
+    _fine_tuned_base: Optional[Tuple[str, str]]
+
+    def add_job(self, *args: Any, **kwargs: Any) -> Dict[str, Any]: ...
+
+    def delete_file(self, file_id: str) -> None: ...
+
+    def _own_training_file(self, job_id: str) -> str: ...
+
+    def _set_dataset(self, file_id: str, **options: Any) -> None: ...
+
 
 __all__ = ["Random", "generate", "plan_files", "plan_models"]
 
@@ -120,7 +140,7 @@ def _ensure_every_method(statuses: List[str], methods: List[str], avoid: set) ->
 
 
 def generate(
-    world: FineTuningWorld,
+    world: Organization,
     jobs: int,
     max_checkpoints: int,
     checkpoints_per_job: Optional[int],
@@ -181,7 +201,7 @@ def generate(
         _age_and_delete(world)
 
 
-def _fine_tuned_parent(world: FineTuningWorld, kind: str) -> Optional[Dict[str, Any]]:
+def _fine_tuned_parent(world: Organization, kind: str) -> Optional[Dict[str, Any]]:
     """The job a new job of method `kind` trains on: the newest succeeded job whose model
     existed by now (not reinforcement: that trains reasoning models only), else None. Chosen
     from the records, without a draw, so that the seed lays out the same world as before."""
@@ -198,7 +218,7 @@ def _fine_tuned_parent(world: FineTuningWorld, kind: str) -> Optional[Dict[str, 
     return None
 
 
-def _age_and_delete(world: FineTuningWorld) -> None:
+def _age_and_delete(world: Organization) -> None:
     """The oldest succeeded job's results are plain CSV (as for older jobs on the API); the
     validation file of an old finished job is deleted."""
     records = [job.record for job in world._jobs.values()]  # oldest first
@@ -211,7 +231,7 @@ def _age_and_delete(world: FineTuningWorld) -> None:
         world.delete_file(finished[0]["validation_file"])
 
 
-def _distinct_data_files(world: FineTuningWorld) -> List[str]:
+def _distinct_data_files(world: Organization) -> List[str]:
     """Existing training and validation files, each once, in the order jobs were created."""
     seen: Dict[str, None] = {}
     for job in world._jobs.values():
@@ -221,7 +241,7 @@ def _distinct_data_files(world: FineTuningWorld) -> List[str]:
     return list(seen)
 
 
-def plan_files(world: FineTuningWorld, big_training_file_bytes: Optional[int]) -> None:
+def plan_files(world: Organization, big_training_file_bytes: Optional[int]) -> None:
     """Puts each of `files.QUIRKS` on a distinct file jobs name, and makes one training file
     big; from the layout alone (no draw), before any content is built.
 
@@ -265,7 +285,7 @@ def plan_files(world: FineTuningWorld, big_training_file_bytes: Optional[int]) -
         world._set_dataset(candidates[0], target_bytes=big_training_file_bytes)
 
 
-def plan_models(world: FineTuningWorld) -> None:
+def plan_models(world: Organization) -> None:
     """Gives one fine-tuned model a shutdown date of its own and has its owner delete
     another, from the layout alone: succeeded jobs other than the fine-tuned base pair first,
     then the parent; the job trained on a fine-tuned model always keeps its model listed."""

@@ -7,15 +7,27 @@ newest event, and a step's event comes before the checkpoint written at that ste
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from random import Random
+from typing import Any, Dict, Optional, Protocol
 
 from fake_openai.generation import TERMINAL_STATUSES
 from fake_openai.models import root_model
 from fake_openai.paging import NewestFirst
 from fake_openai.training import TrainingPlan
 
-if TYPE_CHECKING:
-    from fake_openai.world import FineTuningWorld
+
+class JobOwner(Protocol):
+    """What a job needs of the world it lives in: ids, random draws, the clock, settings, and
+    a place for its results file (a structural type: this module does not import the world)."""
+
+    now: int
+    null_metrics: bool
+    extra_metrics: Dict[str, float]
+    _rng: Random
+
+    def _token(self, n: int) -> str: ...
+
+    def _add_results_file(self, job: SandboxJob, at: int) -> str: ...
 
 
 class StepEvent:
@@ -66,7 +78,7 @@ class SandboxJob:
     `extra_metrics`) and keeps the results files.
     """
 
-    world: FineTuningWorld
+    world: JobOwner
     record: Dict[str, Any]
     plan: TrainingPlan
     steps_per_checkpoint: int

@@ -1,204 +1,31 @@
-"""Loads OpenAI fine-tuning history into DuckDB (or any dlt destination).
+"""Loads the fine-tuning history of an OpenAI organization into `./openai_ft.duckdb`, the
+verified-sources way: build, run, print.
 
-Run `python pipelines/openai_fine_tuning_pipeline.py` with `OPENAI_API_KEY` set, or use the
-`openai-ft load` command, which calls `load()` below.
+    OPENAI_API_KEY=sk-... python pipelines/openai_fine_tuning_pipeline.py
+
+Configuration comes from `.dlt/` and the environment (`SOURCES__OPENAI_FINE_TUNING__*`,
+`DESTINATION__*`), as for the source. `openai-ft load` runs the same `load()` with flags, a
+progress line, signal handling and exit codes.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
-from pathlib import Path
-from typing import Any, Callable, Optional
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
+if __package__ in (None, ""):  # run as a script from a clone: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import dlt  # noqa: E402
-
-from pipelines.destinations import (  # noqa: E402
-    DATASET_NAME,
-    DUCKDB_MEMORY_LIMIT,
-    DUCKDB_PATH,
-    describe_destination,
-    existing_pipeline,
-    fastest_file_format,
-    make_pipeline,
-    refresh_views,
-    rows_written,
-    uncompressed_extract_files,
-    upcoming_shutdowns,
-)
-from pipelines.guards import holding_duckdb_file, run_lock  # noqa: E402
-from pipelines.recovery import finish_interrupted_run  # noqa: E402
-from pipelines.signals import end_children_with_parent  # noqa: E402
-from pipelines.summary import TABLES, LoadSummary  # noqa: E402
-from pipelines.targets import (  # noqa: E402
-    default_pipeline_name,
-    describe,
-    destination_identity,
-    target_digest,
-)
-from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning  # noqa: E402
-from sources.openai_fine_tuning.settings import DEFAULT_WORKERS  # noqa: E402
-from sources.openai_fine_tuning.stopping import clear_stop  # noqa: E402
-
-__all__ = [
-    "TABLES",
-    "LoadSummary",
-    "existing_pipeline",
-    "load",
-    "make_pipeline",
-]
-
-NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
-# Below this much extracted data, normalize in this process: forking the pool and polling it
-# costs ~0.4 s, what a worker takes for ~3 MB (bench/NOTES.md), and most scheduled runs bring
-# far less
-PARALLEL_NORMALIZE_BYTES = 4 * 1024 * 1024
-LEDGER_PATH = ("sources", "openai_fine_tuning", "jobs_ledger")
+from pipelines.run import load  # noqa: E402
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _job_counts(pipeline: dlt.Pipeline) -> tuple[Optional[int], Optional[int]]:
-    """(jobs some resource still reads next run, jobs settled for every resource)."""
-    state: Any = pipeline.state
-    for key in LEDGER_PATH:
-        state = state.get(key) if isinstance(state, dict) else None
-    if not isinstance(state, dict):
-        return None, None
-    settled = sum(len(ids) for ids in (state.get("settled") or {}).values())
-    return len(state.get("open") or {}), settled
-
-
-def normalize_workers(pipeline: dlt.Pipeline) -> int:
-    """Worker processes for normalizing what extraction left: 1 for little data, else 2
-    (`normalize.workers` in dlt config, e.g. NORMALIZE__WORKERS, decides when set)."""
-    configured = dlt.config.get("normalize.workers")
-    if configured is not None:
-        return max(1, int(configured))
-    extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
-    size = sum(f.stat().st_size for f in extracted.glob("*/new_jobs/*") if f.is_file())
-    return NORMALIZE_WORKERS if size >= PARALLEL_NORMALIZE_BYTES else 1
-
-
-def load(
-    destination: str = "duckdb",
-    duckdb_path: str = DUCKDB_PATH,
-    dataset: str = DATASET_NAME,
-    pipelines_dir: Optional[str] = None,
-    full_refresh: bool = False,
-    pipeline_name: Optional[str] = None,
-    wait: bool = False,
-    wait_timeout: float = 600.0,
-    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
-    summary: Optional[LoadSummary] = None,
-    stats: Optional[RunStats] = None,
-    notify: Callable[[str], None] = _stderr,
-    **source_options: Any,
-) -> LoadSummary:
-    """Runs one incremental load (or a full reload with `full_refresh`).
-
-    Args:
-        destination: `duckdb` or any dlt destination name (credentials through dlt config).
-        duckdb_path: The DuckDB file, for the `duckdb` destination.
-        dataset: Dataset (schema) name.
-        pipelines_dir: dlt's working dir (state, load packages); dlt's default when None.
-        full_refresh: Forget the state, drop the tables and load everything again.
-        pipeline_name: Name of the dlt pipeline (and its state). By default
-            `openai_fine_tuning_<digest>`, the digest of the target (destination, DuckDB file
-            or database, dataset) and the API identity (base URL, organization, project):
-            one state per target. A state recorded for another target is refused.
-        wait: When another run of this pipeline is in progress, or the DuckDB file is held by
-            another process, wait for it (up to `wait_timeout` seconds) instead of failing.
-        wait_timeout: Seconds `wait` waits at most.
-        duckdb_memory_limit: DuckDB's buffer pool size while loading (e.g. `128MB`, `2GB`).
-        summary: Filled as the run goes (so a failed run still tells what it knows); a new
-            one when None.
-        stats: Counters the run updates (requests, rows, jobs), e.g. for a progress line.
-        notify: Told what the run waits for, once per wait.
-        **source_options: Passed to `openai_fine_tuning()` (job_ids, resources, page_size,
-            base_url, ...).
-
-    Returns:
-        The run's summary.
-    """
-    started = time.monotonic()
-    summary = summary if summary is not None else LoadSummary()
-    stats = stats if stats is not None else RunStats()
-    clear_stop()  # a stop asked of an earlier run in this process is not this run's
-    end_children_with_parent()  # normalize's worker processes, should this one be killed
-    uncompressed_extract_files()
-    owner = StateOwner()
-    try:
-        source = openai_fine_tuning(stats=stats, state_owner=owner, **source_options)
-        target = destination_identity(destination, duckdb_path, dataset)
-        owner.digest = target_digest(target, stats.api_identity)
-        owner.description = describe(target, stats.api_identity)
-        name = pipeline_name or default_pipeline_name(owner.digest)
-        pipeline = make_pipeline(
-            destination, duckdb_path, dataset, pipelines_dir, name, duckdb_memory_limit
-        )
-        summary.pipeline_name = name
-        summary.pipelines_dir = os.path.abspath(pipeline.pipelines_dir)
-        summary.destination = describe_destination(pipeline, duckdb_path)
-        summary.dataset = dataset
-        with run_lock(name, pipeline.pipelines_dir, wait, wait_timeout, notify):
-            holding = (destination, duckdb_path, wait, wait_timeout, notify)
-            # A killed run may have left packages (rows + the ledger they advance). dlt's run()
-            # would load them and skip extraction: finish them first, then extract as usual.
-            # (Opening the DuckDB file here also checks it before any API request.)
-            with holding_duckdb_file(*holding):
-                recovered = finish_interrupted_run(pipeline)
-            summary.recovered_packages = len(recovered)
-            # extract, normalize, load as run() does, but with dlt's extract pool sized to our
-            # workers (each job's pages are read in that pool, and enough jobs are queued to
-            # keep every request slot busy), and normalize on 2 worker processes
-            workers = stats.workers or DEFAULT_WORKERS
-            pipeline.extract(
-                source,
-                refresh="drop_sources" if full_refresh else None,
-                workers=workers,
-                max_parallel_items=4 * workers,
-                loader_file_format=fastest_file_format(pipeline),
-            )
-            pipeline.normalize(workers=normalize_workers(pipeline))
-            with holding_duckdb_file(*holding):
-                info = pipeline.load()
-                summary.views = refresh_views(pipeline)
-                summary.shutdowns = upcoming_shutdowns(pipeline, summary.views)
-                # still under the lock: counting opens the destination, which the next run
-                # may be waiting to use (a DuckDB file takes one writer process at a time)
-                normalize_info = pipeline.last_trace.last_normalize_info
-                extracted = dict(normalize_info.row_counts) if normalize_info else {}
-                summary.load_ids = [*recovered, *info.loads_ids]
-                summary.rows = rows_written(pipeline, summary.load_ids, extracted)
-            summary.open_jobs, summary.settled_jobs = _job_counts(pipeline)
-        summary.info = info
-        return summary
-    finally:
-        summary.jobs_seen = stats.jobs_seen
-        summary.requests = stats.requests
-        summary.retries = stats.retries
-        summary.rate_limited = stats.rate_limited
-        summary.lowest_concurrency = stats.lowest_concurrency
-        summary.workers = stats.workers
-        summary.missing_files = list(stats.missing_files)
-        summary.skipped = dict(stats.skipped)
-        summary.unreadable_files = list(stats.unreadable_files)
-        summary.training_files = stats.training_files
-        summary.invalid_training_lines = stats.invalid_training_lines
-        summary.non_utf8_files = list(stats.non_utf8_files)
-        summary.models_skipped = stats.skipped_lists.get("models")
-        summary.elapsed = time.monotonic() - started
+def main() -> None:
+    """One incremental load into the default target; prints its summary."""
+    summary = load()
+    for line in summary.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    print("\n".join(summary.lines()))
 
 
 if __name__ == "__main__":
-    from pipelines.cli import run
-
-    sys.argv[1:1] = ["load"]
-    run()
+    main()

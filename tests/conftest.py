@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
-from pipelines.openai_fine_tuning_pipeline import LoadSummary, load
+from pipelines.run import LoadSummary, load
 
 API_KEY = "sk-test-3f9a1c0d5e7b2a4c6e8f0a1b"
 DATASET = "openai_fine_tuning"
@@ -588,7 +588,7 @@ def assert_history_equal_truth(
 def no_change_rows(world: FineTuningWorld) -> Dict[str, int]:
     """Rows a run with nothing new writes: none, but the models list, which every run reads
     again and stamps with `last_seen_at`."""
-    from pipelines.summary import TABLES
+    from pipelines.run.summary import TABLES
 
     return {**dict.fromkeys(TABLES, 0), "models": len(world.truth_models())}
 
@@ -710,7 +710,7 @@ class Target:
 
     def pipeline(self) -> Any:
         """A reading pipeline (no state) on this target."""
-        from pipelines.openai_fine_tuning_pipeline import existing_pipeline
+        from pipelines.run import existing_pipeline
 
         return existing_pipeline(self.name, str(self.duckdb_path), self.dataset)
 

@@ -99,7 +99,8 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
         )
         workdir = tmp_path / "elsewhere"
         workdir.mkdir()
-        first = _run([OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")], workdir, env)
+        pipelines_dir = tmp_path / "dlt" / "pipelines"  # where DLT_DATA_DIR puts dlt's
+        first = _run([OPENAI_FT, "load", "--pipelines-dir", str(pipelines_dir)], workdir, env)
         assert first.returncode == 0, first.stderr
         truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
         assert written(first.stdout, "checkpoints") == len(truth["checkpoints"])
@@ -107,15 +108,11 @@ def test_sandbox_command_and_load_from_another_directory(tmp_path, unused_port):
 
         requests.post(f"{root}/_sandbox/advance?seconds=600&checkpoints=1", timeout=5)
         truth = requests.get(f"{root}/_sandbox/truth", timeout=5).json()
+        # the verified-sources-style script: the same load, the same state, no flags
         second = _run(
-            [
-                sys.executable,
-                str(REPO / "pipelines" / "openai_fine_tuning_pipeline.py"),
-                "--pipelines-dir",
-                str(tmp_path / "pl"),
-            ],
+            [sys.executable, str(REPO / "pipelines" / "openai_fine_tuning_pipeline.py")],
             workdir,
-            env,
+            {**env, "DLT_DATA_DIR": str(tmp_path / "dlt")},
         )
         assert second.returncode == 0, second.stderr
         with duckdb.connect(str(workdir / "openai_ft.duckdb"), read_only=True) as con:

@@ -10,7 +10,7 @@ import dlt
 import pytest
 
 from pipelines.cli import main
-from pipelines.cli_parser import parser
+from pipelines.cli.main import parser
 
 COMMANDS = ("load", "sql", "report", "demo", "sandbox")
 EXIT_LINES = ("0 success", "2 configuration or input", "130 interrupted (SIGINT)", "143 terminated")

@@ -143,7 +143,7 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
 def test_half_deleted_extracted_package_is_dropped(loader, world):
     """The exact leftover of a SIGKILL inside dlt's normalize commit: the package is already in
     `load/normalized`, its extracted copy half deleted. The next run must not trip on it."""
-    from pipelines.openai_fine_tuning_pipeline import make_pipeline
+    from pipelines.run import make_pipeline
     from sources.openai_fine_tuning import openai_fine_tuning
 
     name = loader.run(resources=["jobs"]).pipeline_name  # the name load() gives this target

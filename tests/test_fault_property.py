@@ -9,7 +9,7 @@ import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
-from pipelines.exits import explain
+from pipelines.errors import explain
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
 # 12 seeds draw every fault kind, every page size and both worker counts (20 drew no more)

@@ -9,12 +9,8 @@ import duckdb
 import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
-from pipelines.openai_fine_tuning_pipeline import (
-    PARALLEL_NORMALIZE_BYTES,
-    TABLES,
-    make_pipeline,
-    normalize_workers,
-)
+from pipelines.run import TABLES, make_pipeline
+from pipelines.run.load import PARALLEL_NORMALIZE_BYTES, normalize_workers
 from sources.openai_fine_tuning import openai_fine_tuning
 from tests.conftest import (
     API_KEY,

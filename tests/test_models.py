@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from pipelines.report_data import LIFECYCLE_COLUMNS
+from pipelines.analysis.report_data import LIFECYCLE_COLUMNS
 from tests.conftest import (
     assert_history_equal_truth,
     assert_models_equal_truth,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from pipelines.openai_fine_tuning_pipeline import TABLES, load
+from pipelines.run import TABLES, load
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth, no_change_rows
 
 # every table a load writes: the resources' and the derived ones

@@ -28,7 +28,7 @@ from tests.conftest import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-AIRFLOW_DAG = ROOT / "docs" / "airflow_dag.py"
+AIRFLOW_DAG = ROOT / "pipelines" / "integrations" / "airflow_dag.py"
 WORKFLOW = ROOT / "docs" / "github-actions-load.yml"
 PREFIX = "dlt_openai_fine_tuning_"
 JOBS_ROUTE = "GET /v1/fine_tuning/jobs"
@@ -37,7 +37,7 @@ try:
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
-    from pipelines.dagster_assets import build_assets, make_definitions
+    from pipelines.integrations.dagster_assets import build_assets, make_definitions
 
     NO_DAGSTER = ""
 except ModuleNotFoundError as missing:  # the test extra installs them: CI must not skip

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
-from pipelines.openai_fine_tuning_pipeline import load
-from pipelines.sql_command import run_query
+from pipelines.analysis.sql import run_query
+from pipelines.run import load
 from tests import views_truth
 from tests.conftest import API_KEY, lifecycle_truth
 
@@ -30,7 +30,7 @@ def demo_world():
 
 
 def _rows(target, query):
-    names, rows = run_query(query, target.name, str(target.duckdb_path), target.dataset)
+    names, rows = run_query(target.pipeline(), query, str(target.duckdb_path))
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 

@@ -18,10 +18,10 @@ from typing import Any, Dict, List, Optional
 import duckdb
 import pytest
 
+from pipelines.analysis.report import STYLE, shutdowns_section
+from pipelines.analysis.report_charts import comparison_chart, job_chart
+from pipelines.analysis.report_data import JobCurves
 from pipelines.cli import main
-from pipelines.report import STYLE, shutdowns_section
-from pipelines.report_charts import comparison_chart, job_chart
-from pipelines.report_data import JobCurves
 from tests.conftest import lifecycle_truth
 from tests.test_sql_command import held_by_another_process, locked_line
 
@@ -151,9 +151,9 @@ def test_a_file_taken_after_the_check_is_said_the_same(tmp_path):
     """Another process takes the file after `existing_pipeline`'s check (here: a pipeline made
     without it, on a file already held): the report says who holds it, as `load` does, not
     dlt's bare IOException."""
-    from pipelines.destinations import make_pipeline
-    from pipelines.guards import DuckDBLockedError
-    from pipelines.report import write_report
+    from pipelines.analysis.report import write_report
+    from pipelines.errors import DuckDBLockedError
+    from pipelines.run.destinations import make_pipeline
 
     path = tmp_path / "held.duckdb"
     duckdb.connect(str(path)).close()

@@ -157,8 +157,8 @@ def test_a_file_taken_after_the_check_is_said_the_same(tmp_path):
     """Another process takes the file after `existing_pipeline`'s check: what dlt's client
     raises then ("check your credentials ... internet connection", wrapping DuckDB's lock
     error) is recognised, and said as `load` says it."""
-    from pipelines.destinations import make_pipeline
-    from pipelines.guards import duckdb_locked
+    from pipelines.errors import duckdb_locked
+    from pipelines.run.destinations import make_pipeline
 
     path = tmp_path / "held.duckdb"
     duckdb.connect(str(path)).close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.openai_fine_tuning_pipeline import load
+from pipelines.run import load
 from tests.conftest import (
     API_KEY,
     DATASET,

@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from fake_openai.faults import FaultPlan
-from pipelines.report_data import LIFECYCLE_COLUMNS
+from pipelines.analysis.report_data import LIFECYCLE_COLUMNS
 from tests.conftest import (
     API_KEY,
     assert_history_equal_truth,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from pipelines.openai_fine_tuning_pipeline import load
+from pipelines.run import load
 from tests import views_truth
 from tests.conftest import API_KEY, epoch
 

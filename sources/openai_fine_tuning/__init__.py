@@ -26,7 +26,7 @@ from .client import FineTuningApi, redact_url
 from .connection import resolve_connection, setting
 from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
-from .ledger import JobLedger, StateOwner
+from .ledger import JobLedger, StateOwner, job_counts
 from .listing import iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, clean_job_ids, clean_resources
 from .org_lists import ORG_LISTS
@@ -50,6 +50,7 @@ from .training_data import iter_training_items
 
 __all__ = [
     "openai_fine_tuning",
+    "ledger_counts",
     "ApiOptions",
     "FineTuningApi",
     "RunStats",
@@ -67,6 +68,15 @@ ARROW_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
 def _arrow_rows_carry_their_load_id() -> None:
     if dlt.config.get(ARROW_LOAD_ID_KEY) is None:
         dlt.config[ARROW_LOAD_ID_KEY] = True
+
+
+def ledger_counts(pipeline_state: Any) -> tuple[Optional[int], Optional[int]]:
+    """(jobs some resource still reads next run, jobs settled for every resource), from a dlt
+    pipeline's state; (None, None) before the first run."""
+    sources = pipeline_state.get("sources") if isinstance(pipeline_state, dict) else None
+    source = (sources or {}).get("openai_fine_tuning")
+    ledger = source.get(LEDGER_KEY) if isinstance(source, dict) else None
+    return job_counts(ledger) if isinstance(ledger, dict) else (None, None)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,12 @@ class StateOwner:
         state["target"] = {"digest": self.digest, "description": self.description}
 
 
+def job_counts(state: Dict[str, Any]) -> Tuple[int, int]:
+    """(open jobs, jobs settled for every resource) of a ledger's state."""
+    settled = sum(len(ids) for ids in (state.get("settled") or {}).values())
+    return len(state.get("open") or {}), settled
+
+
 def fingerprint(record: Dict[str, Any]) -> str:
     """A short digest of a record's content, to skip rows that did not change."""
     payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)

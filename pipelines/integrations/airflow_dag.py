@@ -1,7 +1,8 @@
 """Airflow recipe: load OpenAI fine-tuning history every hour with dlt's `PipelineTasksGroup`.
 
-Copy this file into your DAGs folder; the workers need this project installed
-(`pip install .` from a clone of it) and Airflow 3 (written and tested with 3.3).
+In your DAGs folder, a file with `from pipelines.integrations.airflow_dag import dag` (or a
+copy of this module); the workers need this project installed (`pip install .` from a clone
+of it) and Airflow 3 (written and tested with 3.3).
 
 Settings, from the environment of the scheduler and the workers (read at parse time; none is
 secret, and environment variables cost nothing to read when the scheduler parses the file):
@@ -23,13 +24,18 @@ from typing import Any, Dict, Optional
 from airflow.sdk import DAG, BaseHook, task
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
-from pipelines.destinations import (
+from pipelines.run.destinations import (
     existing_pipeline,
     fastest_file_format,
     make_pipeline,
     refresh_views,
 )
-from pipelines.targets import default_pipeline_name, describe, destination_identity, target_digest
+from pipelines.run.targets import (
+    default_pipeline_name,
+    describe,
+    destination_identity,
+    target_digest,
+)
 from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning
 
 DESTINATION = os.environ.get("OPENAI_FT_DESTINATION", "duckdb")

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from pipelines.report_data import JobCurves  # noqa: E402
+from pipelines.analysis.report_data import JobCurves  # noqa: E402
 
 MAX_POINTS = 400  # per series: a 5,000-step curve drawn from every 13th step looks the same
 COLORS = {"train": "#1f77b4", "valid": "#ff7f0e", "full_valid": "#2ca02c", "best": "#d62728"}

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from dlt.common.pipeline import LoadInfo
 
+from pipelines.analysis.views import Shutdowns
 from sources.openai_fine_tuning.stats import UnreadableFile
 
 # The tables the source writes, always shown in the summary (child tables only when written).
@@ -22,18 +23,6 @@ TABLES = (
     "training_examples",
     "models",
 )
-SHUTDOWN_HORIZON_DAYS = 90  # the summary names the models that stop serving within this
-
-
-@dataclass
-class Shutdowns:
-    """Fine-tuned models (checkpoint models included) that stop serving soon."""
-
-    within_days: int
-    models: int  # stopping within `within_days`
-    checkpoints: int  # of which checkpoint models
-    first_date: Optional[str]  # YYYY-MM-DD
-    without_training_data: int  # of `models`, whose job's training data is not all archived
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Install with `pip install "dlt-openai-fine-tuning[dagster]"`, then in your code location:
 
     # definitions.py
-    from pipelines.dagster_assets import make_definitions
+    from pipelines.integrations.dagster_assets import make_definitions
 
     defs = make_definitions(duckdb_path="/data/openai_ft.duckdb")
 
@@ -31,7 +31,8 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt import config as dlt_config
 from dlt.extract.source import DltSource
 
-from pipelines.destinations import (
+from pipelines.errors import EXIT_CONFIG, explain
+from pipelines.run.destinations import (
     DATASET_NAME,
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
@@ -40,9 +41,13 @@ from pipelines.destinations import (
     refresh_views,
     uncompressed_extract_files,
 )
-from pipelines.exits import EXIT_CONFIG, explain
-from pipelines.guards import run_lock, wait_for_duckdb_file
-from pipelines.targets import default_pipeline_name, describe, destination_identity, target_digest
+from pipelines.run.guards import run_lock, wait_for_duckdb_file
+from pipelines.run.targets import (
+    default_pipeline_name,
+    describe,
+    destination_identity,
+    target_digest,
+)
 from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning
 from sources.openai_fine_tuning.errors import AuthenticationError, ConfigurationError
 from sources.openai_fine_tuning.job_lists import JOB_LISTS

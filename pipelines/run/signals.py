@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Iterator, Optional
 
+from pipelines.errors import Terminated, stopped_message
 from sources.openai_fine_tuning.stopping import request_stop
 
 STOP_GRACE_S = 3.0
@@ -28,17 +29,6 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _reported = threading.Event()  # the run's one error line is out
 _stopping = threading.Event()  # a signal came
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C, so the run unwinds the same way."""
-
-
-def stopped_message(signum: int) -> str:
-    return (
-        f"Stopped by {signal.Signals(signum).name}: nothing loaded is lost, and the next run"
-        " finishes what this one started"
-    )
 
 
 def mark_reported() -> None:

@@ -11,7 +11,8 @@ place of what is missing, so the views always exist and keep one shape.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Set, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import dlt
 import sqlglot
@@ -465,3 +466,40 @@ def create_views(pipeline: dlt.Pipeline) -> List[str]:
         for statement in statements:
             client.execute_sql(statement)
     return [name for name in VIEWS if any(qualify[name] in s for s in statements)]
+
+
+SHUTDOWN_HORIZON_DAYS = 90  # the summary names the models that stop serving within this
+
+
+@dataclass
+class Shutdowns:
+    """Fine-tuned models (checkpoint models included) that stop serving soon."""
+
+    within_days: int
+    models: int  # stopping within `within_days`
+    checkpoints: int  # of which checkpoint models
+    first_date: Optional[str]  # YYYY-MM-DD
+    without_training_data: int  # of `models`, whose job's training data is not all archived
+
+
+def upcoming_shutdowns(pipeline: dlt.Pipeline, views: List[str]) -> Optional[Shutdowns]:
+    """The fine-tuned models that stop serving within 90 days (view `model_lifecycle`);
+    None where the views are not made."""
+    if "model_lifecycle" not in views:
+        return None
+    with pipeline.sql_client() as client:
+        view = client.make_qualified_table_name("model_lifecycle")
+        result = client.execute_sql(
+            "SELECT count(*), count(CASE WHEN kind = 'checkpoint' THEN 1 END), min(shutdown_date),"
+            " count(CASE WHEN NOT training_data_archived THEN 1 END)"
+            f" FROM {view} WHERE state = 'retiring' AND days_left <= %s",
+            SHUTDOWN_HORIZON_DAYS,
+        )
+    models, checkpoints, first, without = result[0] if result else (0, 0, None, 0)
+    return Shutdowns(
+        within_days=SHUTDOWN_HORIZON_DAYS,
+        models=int(models or 0),
+        checkpoints=int(checkpoints or 0),
+        first_date=first.isoformat() if first is not None else None,
+        without_training_data=int(without or 0),
+    )

@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, Optional
 
 import duckdb
 import filelock
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
-from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
-
-
-class DestinationError(FineTuningSourceError):
-    """The destination cannot be written: unwritable path, locked or corrupt DuckDB file."""
-
-    exit_code = 5
-
-
-class DuckDBLockedError(DestinationError):
-    """The DuckDB file is held by another process (a BI tool, a notebook, a shell)."""
-
+from pipelines.errors import (
+    DestinationError,
+    DuckDBLockedError,
+    RunInProgressError,
+    duckdb_locked,
+)
+from sources.openai_fine_tuning.errors import ConfigurationError
 
 Notify = Callable[[str], None]
-
-
-class RunInProgressError(FineTuningSourceError):
-    """Another run of the same pipeline holds the run lock."""
-
-    exit_code = 6
 
 
 def open_duckdb_file(path: str) -> duckdb.DuckDBPyConnection:
@@ -62,48 +50,6 @@ def open_duckdb_file(path: str) -> duckdb.DuckDBPyConnection:
                 " another --duckdb-path"
             ) from None
         raise DestinationError(f"Cannot open the DuckDB file '{target}': {message}") from None
-
-
-def duckdb_locked(error: BaseException, path: Optional[str] = None) -> Optional[DuckDBLockedError]:
-    """The `DuckDBLockedError` to raise when `error` (or what it wraps) is DuckDB refusing a
-    file that another process holds, else None.
-
-    dlt wraps DuckDB's error in its own (an `IOException` from the client, or a
-    `DestinationConnectionError` that blames credentials and the network and keeps the
-    original as `inner_exc`), so the whole chain is searched.
-
-    Args:
-        error: What opening or querying the file raised.
-        path: The file as the user named it; else the path in DuckDB's message.
-    """
-    for cause in _causes(error):
-        if not isinstance(cause, duckdb.Error):
-            continue
-        message = " ".join(str(cause).split())
-        if "lock" not in message.lower():
-            continue
-        holder = re.search(r"\(PID (\d+)\)", message)
-        named = re.search(r'lock on file "([^"]+)"', message)
-        target = path or (named.group(1) if named else "")
-        who = f" (PID {holder.group(1)})" if holder else ""
-        return DuckDBLockedError(
-            f"The DuckDB file '{target}' is locked by another process{who}: close that"
-            " connection (a DuckDB shell, a notebook) and retry"
-        )
-    return None
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """The error and every error it wraps (cause, context, dlt's `inner_exc`), once each."""
-    seen = set()
-    pending: List[Optional[BaseException]] = [error]
-    while pending:
-        current = pending.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending += [current.__cause__, current.__context__, getattr(current, "inner_exc", None)]
 
 
 def wait_for_duckdb_file(

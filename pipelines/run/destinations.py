@@ -14,10 +14,11 @@ from typing import Any, Dict, Iterable, List, Optional
 import dlt
 from dlt.common.destination import TLoaderFileFormat
 
-from pipelines.guards import DestinationError
-from pipelines.summary import SHUTDOWN_HORIZON_DAYS, TABLES, Shutdowns
-from pipelines.targets import missing_driver
-from pipelines.views import create_views
+from pipelines.analysis.views import create_views
+from pipelines.errors import DestinationError
+from pipelines.run.guards import open_duckdb_file
+from pipelines.run.summary import TABLES
+from pipelines.run.targets import missing_driver
 from sources.openai_fine_tuning.errors import ConfigurationError
 
 DATASET_NAME = "openai_fine_tuning"
@@ -103,8 +104,6 @@ def existing_pipeline(
                 f"No DuckDB file at '{duckdb_path}': run `openai-ft load` first, or point"
                 " --duckdb-path at the file it wrote"
             )
-        from pipelines.guards import open_duckdb_file
-
         # opened once here, read-write as dlt's client opens it (a reader elsewhere conflicts
         # too): dlt would say "IOException", or blame credentials and the network, instead
         open_duckdb_file(duckdb_path).close()
@@ -136,29 +135,6 @@ def refresh_views(pipeline: dlt.Pipeline) -> List[str]:
             "Loaded, but creating the views (job_summary, best_checkpoints, training_curves)"
             f" failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
         ) from error
-
-
-def upcoming_shutdowns(pipeline: dlt.Pipeline, views: List[str]) -> Optional[Shutdowns]:
-    """The fine-tuned models that stop serving within 90 days (view `model_lifecycle`);
-    None where the views are not made."""
-    if "model_lifecycle" not in views:
-        return None
-    with pipeline.sql_client() as client:
-        view = client.make_qualified_table_name("model_lifecycle")
-        result = client.execute_sql(
-            "SELECT count(*), count(CASE WHEN kind = 'checkpoint' THEN 1 END), min(shutdown_date),"
-            " count(CASE WHEN NOT training_data_archived THEN 1 END)"
-            f" FROM {view} WHERE state = 'retiring' AND days_left <= %s",
-            SHUTDOWN_HORIZON_DAYS,
-        )
-    models, checkpoints, first, without = result[0] if result else (0, 0, None, 0)
-    return Shutdowns(
-        within_days=SHUTDOWN_HORIZON_DAYS,
-        models=int(models or 0),
-        checkpoints=int(checkpoints or 0),
-        first_date=first.isoformat() if first is not None else None,
-        without_training_data=int(without or 0),
-    )
 
 
 def describe_destination(pipeline: dlt.Pipeline, duckdb_path: str) -> str:

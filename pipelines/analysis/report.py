@@ -13,10 +13,10 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import dlt
 
-from pipelines.guards import duckdb_locked
-from pipelines.report_charts import comparison_chart, job_chart, shutdown_timeline
-from pipelines.report_data import JobCurves, ReportData, read_report_data
-from pipelines.summary import SHUTDOWN_HORIZON_DAYS
+from pipelines.analysis.report_charts import comparison_chart, job_chart, shutdown_timeline
+from pipelines.analysis.report_data import JobCurves, ReportData, read_report_data
+from pipelines.analysis.views import SHUTDOWN_HORIZON_DAYS
+from pipelines.errors import duckdb_locked
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }

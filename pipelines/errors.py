@@ -1,4 +1,6 @@
-"""How a run ends: every failure or signal becomes one line and an exit code.
+"""The errors of `pipelines/`, each with its exit code, and how any error or signal a run can
+end with becomes one line and an exit code. (The source's own errors, with theirs, are in
+`sources/openai_fine_tuning/errors.py`: `sources/` imports nothing from here.)
 
 | code | meaning |
 |---|---|
@@ -18,10 +20,11 @@ from __future__ import annotations
 import difflib
 import re
 import signal
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
-from pipelines.signals import Terminated, stopped_message
-from sources.openai_fine_tuning.errors import FineTuningSourceError
+import duckdb
+
+from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 from sources.openai_fine_tuning.stopping import StoppedError
 
 EXIT_UNEXPECTED = 1
@@ -52,14 +55,55 @@ KNOWN_DESTINATIONS = (
 )
 
 
+# ---- the errors this package raises on purpose, each with its exit code ----------
+
+
+class DestinationError(FineTuningSourceError):
+    """The destination cannot be written: unwritable path, locked or corrupt DuckDB file."""
+
+    exit_code = 5
+
+
+class DuckDBLockedError(DestinationError):
+    """The DuckDB file is held by another process (a BI tool, a notebook, a shell)."""
+
+
+class RunInProgressError(FineTuningSourceError):
+    """Another run of the same pipeline holds the run lock."""
+
+    exit_code = 6
+
+
+class QueryError(ConfigurationError):
+    """The query failed in the destination (exit 2: the query is the user's input)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so the run unwinds the same way."""
+
+
+def stopped_message(signum: int) -> str:
+    return (
+        f"Stopped by {signal.Signals(signum).name}: nothing loaded is lost, and the next run"
+        " finishes what this one started"
+    )
+
+
+# ---- how any error or signal becomes an exit code and one line -------------------
+
+
 def chain(error: BaseException) -> Iterable[BaseException]:
-    """The error and what caused it, outermost first."""
+    """The error and every error it wraps (cause, context, dlt's `inner_exc`), outermost
+    first, once each."""
     seen = set()
-    current: Optional[BaseException] = error
-    while current is not None and id(current) not in seen:
+    pending: List[Optional[BaseException]] = [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        pending += [current.__cause__, current.__context__, getattr(current, "inner_exc", None)]
 
 
 def one_line(text: str) -> str:
@@ -119,6 +163,35 @@ def _missing_config(error: BaseException) -> str:
         f"Missing configuration {fields or ''} of {spec}: set it in .dlt/config.toml,"
         f" .dlt/secrets.toml or an environment variable{example}"
     )
+
+
+def duckdb_locked(error: BaseException, path: Optional[str] = None) -> Optional[DuckDBLockedError]:
+    """The `DuckDBLockedError` to raise when `error` (or what it wraps) is DuckDB refusing a
+    file that another process holds, else None.
+
+    dlt wraps DuckDB's error in its own (an `IOException` from the client, or a
+    `DestinationConnectionError` that blames credentials and the network and keeps the
+    original as `inner_exc`), so the whole chain is searched.
+
+    Args:
+        error: What opening or querying the file raised.
+        path: The file as the user named it; else the path in DuckDB's message.
+    """
+    for cause in chain(error):
+        if not isinstance(cause, duckdb.Error):
+            continue
+        message = " ".join(str(cause).split())
+        if "lock" not in message.lower():
+            continue
+        holder = re.search(r"\(PID (\d+)\)", message)
+        named = re.search(r'lock on file "([^"]+)"', message)
+        target = path or (named.group(1) if named else "")
+        who = f" (PID {holder.group(1)})" if holder else ""
+        return DuckDBLockedError(
+            f"The DuckDB file '{target}' is locked by another process{who}: close that"
+            " connection (a DuckDB shell, a notebook) and retry"
+        )
+    return None
 
 
 def explain(error: BaseException) -> tuple[int, str]:

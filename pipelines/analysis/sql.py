@@ -9,29 +9,31 @@ import io
 import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from pipelines.exits import one_line
-from pipelines.guards import DestinationError, duckdb_locked
-from pipelines.openai_fine_tuning_pipeline import existing_pipeline
+if TYPE_CHECKING:
+    import dlt
+
+from pipelines.errors import DestinationError, QueryError, duckdb_locked, one_line
 from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 
 FORMATS = ("table", "csv", "json")
 
 
-class QueryError(ConfigurationError):
-    """The query failed in the destination (exit 2: the query is the user's input)."""
+def check_query(query: str) -> None:
+    """A query that is only whitespace is a configuration error (exit 2), said before any
+    destination is opened."""
+    if not query.strip():
+        raise ConfigurationError("No query: pass it as an argument or on standard input")
 
 
 def run_query(
-    query: str,
-    destination: str = "duckdb",
-    duckdb_path: str = "openai_ft.duckdb",
-    dataset: str = "openai_fine_tuning",
+    pipeline: dlt.Pipeline, query: str, duckdb_path: Optional[str] = None
 ) -> Tuple[List[str], List[Sequence[Any]]]:
-    """(column names, rows) of `query` on the destination's dataset.
+    """(column names, rows) of `query` on the pipeline's dataset (`duckdb_path`: the DuckDB
+    file as the user named it, for messages).
 
     Raises:
         ConfigurationError: No query, or no SQL client on the destination (exit 2).
@@ -39,9 +41,8 @@ def run_query(
         DestinationError: The destination cannot be read: no DuckDB file, a file another
             process holds (`DuckDBLockedError`, with its PID), a failed connection (exit 5).
     """
-    if not query.strip():
-        raise ConfigurationError("No query: pass it as an argument or on standard input")
-    pipeline = existing_pipeline(destination, duckdb_path, dataset)
+    check_query(query)
+    destination = pipeline.destination.destination_name
     from dlt.common.configuration.exceptions import ConfigurationException
     from dlt.common.destination.exceptions import SqlClientNotAvailable
     from dlt.destinations.exceptions import DatabaseException

@@ -1,0 +1,50 @@
+"""`openai-ft sql`: a query on the loaded dataset, printed as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipelines.analysis.sql import FORMATS
+from pipelines.cli.options import READ_ENVIRONMENT, HelpFormatter, add_target
+from pipelines.errors import EXIT_CODES
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sql = commands.add_parser(
+        "sql",
+        parents=[common],
+        formatter_class=HelpFormatter,
+        help="run SQL on the loaded dataset and print the rows",
+        description="Runs a query on the pipeline's destination (DuckDB by default, any dlt SQL"
+        " destination) with the dataset as the default schema: SELECT * FROM job_summary.",
+        epilog=f"{READ_ENVIRONMENT}\n\n{EXIT_CODES}",
+    )
+    sql.add_argument(
+        "query", nargs="?", default="-", help="the SQL; omit it (or -) to read it from stdin"
+    )
+    sql.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        dest="output",
+        help="output format",
+    )
+    add_target(sql)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the query (the argument, or stdin) and prints the rows."""
+    from pipelines.analysis.sql import check_query, render, run_query
+    from pipelines.run import existing_pipeline
+
+    query = sys.stdin.read() if args.query == "-" else args.query
+    check_query(query)
+    pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
+    names, rows = run_query(pipeline, query, args.duckdb_path)
+    try:
+        print(render(names, rows, args.output), flush=True)
+    except BrokenPipeError:  # `openai-ft sql ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

@@ -1,0 +1,173 @@
+"""One load of OpenAI fine-tuning history into DuckDB (or any dlt destination): the source,
+the target and its state, the run lock, what a killed run left, extract / normalize / load,
+the views, and the summary. No argparse and no printing: the command (`pipelines/cli/load.py`),
+the script (`pipelines/openai_fine_tuning_pipeline.py`) and the orchestrators call `load()`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import dlt
+
+from pipelines.analysis.views import upcoming_shutdowns
+from pipelines.run.destinations import (
+    DATASET_NAME,
+    DUCKDB_MEMORY_LIMIT,
+    DUCKDB_PATH,
+    describe_destination,
+    fastest_file_format,
+    make_pipeline,
+    refresh_views,
+    rows_written,
+    uncompressed_extract_files,
+)
+from pipelines.run.guards import holding_duckdb_file, run_lock
+from pipelines.run.recovery import finish_interrupted_run
+from pipelines.run.signals import end_children_with_parent
+from pipelines.run.summary import LoadSummary
+from pipelines.run.targets import (
+    default_pipeline_name,
+    describe,
+    destination_identity,
+    target_digest,
+)
+from sources.openai_fine_tuning import RunStats, StateOwner, ledger_counts, openai_fine_tuning
+from sources.openai_fine_tuning.settings import DEFAULT_WORKERS
+from sources.openai_fine_tuning.stopping import clear_stop
+
+NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
+# Below this much extracted data, normalize in this process: forking the pool and polling it
+# costs ~0.4 s, what a worker takes for ~3 MB (bench/NOTES.md), and most scheduled runs bring
+# far less
+PARALLEL_NORMALIZE_BYTES = 4 * 1024 * 1024
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def normalize_workers(pipeline: dlt.Pipeline) -> int:
+    """Worker processes for normalizing what extraction left: 1 for little data, else 2
+    (`normalize.workers` in dlt config, e.g. NORMALIZE__WORKERS, decides when set)."""
+    configured = dlt.config.get("normalize.workers")
+    if configured is not None:
+        return max(1, int(configured))
+    extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
+    size = sum(f.stat().st_size for f in extracted.glob("*/new_jobs/*") if f.is_file())
+    return NORMALIZE_WORKERS if size >= PARALLEL_NORMALIZE_BYTES else 1
+
+
+def load(
+    destination: str = "duckdb",
+    duckdb_path: str = DUCKDB_PATH,
+    dataset: str = DATASET_NAME,
+    pipelines_dir: Optional[str] = None,
+    full_refresh: bool = False,
+    pipeline_name: Optional[str] = None,
+    wait: bool = False,
+    wait_timeout: float = 600.0,
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
+    summary: Optional[LoadSummary] = None,
+    stats: Optional[RunStats] = None,
+    notify: Callable[[str], None] = _stderr,
+    **source_options: Any,
+) -> LoadSummary:
+    """Runs one incremental load (or a full reload with `full_refresh`).
+
+    Args:
+        destination: `duckdb` or any dlt destination name (credentials through dlt config).
+        duckdb_path: The DuckDB file, for the `duckdb` destination.
+        dataset: Dataset (schema) name.
+        pipelines_dir: dlt's working dir (state, load packages); dlt's default when None.
+        full_refresh: Forget the state, drop the tables and load everything again.
+        pipeline_name: Name of the dlt pipeline (and its state). By default
+            `openai_fine_tuning_<digest>`, the digest of the target (destination, DuckDB file
+            or database, dataset) and the API identity (base URL, organization, project):
+            one state per target. A state recorded for another target is refused.
+        wait: When another run of this pipeline is in progress, or the DuckDB file is held by
+            another process, wait for it (up to `wait_timeout` seconds) instead of failing.
+        wait_timeout: Seconds `wait` waits at most.
+        duckdb_memory_limit: DuckDB's buffer pool size while loading (e.g. `128MB`, `2GB`).
+        summary: Filled as the run goes (so a failed run still tells what it knows); a new
+            one when None.
+        stats: Counters the run updates (requests, rows, jobs), e.g. for a progress line.
+        notify: Told what the run waits for, once per wait.
+        **source_options: Passed to `openai_fine_tuning()` (job_ids, resources, page_size,
+            base_url, ...).
+
+    Returns:
+        The run's summary.
+    """
+    started = time.monotonic()
+    summary = summary if summary is not None else LoadSummary()
+    stats = stats if stats is not None else RunStats()
+    clear_stop()  # a stop asked of an earlier run in this process is not this run's
+    end_children_with_parent()  # normalize's worker processes, should this one be killed
+    uncompressed_extract_files()
+    owner = StateOwner()
+    try:
+        source = openai_fine_tuning(stats=stats, state_owner=owner, **source_options)
+        target = destination_identity(destination, duckdb_path, dataset)
+        owner.digest = target_digest(target, stats.api_identity)
+        owner.description = describe(target, stats.api_identity)
+        name = pipeline_name or default_pipeline_name(owner.digest)
+        pipeline = make_pipeline(
+            destination, duckdb_path, dataset, pipelines_dir, name, duckdb_memory_limit
+        )
+        summary.pipeline_name = name
+        summary.pipelines_dir = os.path.abspath(pipeline.pipelines_dir)
+        summary.destination = describe_destination(pipeline, duckdb_path)
+        summary.dataset = dataset
+        with run_lock(name, pipeline.pipelines_dir, wait, wait_timeout, notify):
+            holding = (destination, duckdb_path, wait, wait_timeout, notify)
+            # A killed run may have left packages (rows + the ledger they advance). dlt's run()
+            # would load them and skip extraction: finish them first, then extract as usual.
+            # (Opening the DuckDB file here also checks it before any API request.)
+            with holding_duckdb_file(*holding):
+                recovered = finish_interrupted_run(pipeline)
+            summary.recovered_packages = len(recovered)
+            # extract, normalize, load as run() does, but with dlt's extract pool sized to our
+            # workers (each job's pages are read in that pool, and enough jobs are queued to
+            # keep every request slot busy), and normalize on 2 worker processes
+            workers = stats.workers or DEFAULT_WORKERS
+            pipeline.extract(
+                source,
+                refresh="drop_sources" if full_refresh else None,
+                workers=workers,
+                max_parallel_items=4 * workers,
+                loader_file_format=fastest_file_format(pipeline),
+            )
+            pipeline.normalize(workers=normalize_workers(pipeline))
+            with holding_duckdb_file(*holding):
+                info = pipeline.load()
+                summary.views = refresh_views(pipeline)
+                summary.shutdowns = upcoming_shutdowns(pipeline, summary.views)
+                # still under the lock: counting opens the destination, which the next run
+                # may be waiting to use (a DuckDB file takes one writer process at a time)
+                normalize_info = pipeline.last_trace.last_normalize_info
+                extracted = dict(normalize_info.row_counts) if normalize_info else {}
+                summary.load_ids = [*recovered, *info.loads_ids]
+                summary.rows = rows_written(pipeline, summary.load_ids, extracted)
+            summary.open_jobs, summary.settled_jobs = ledger_counts(pipeline.state)
+        summary.info = info
+        return summary
+    finally:
+        summary.jobs_seen = stats.jobs_seen
+        summary.requests = stats.requests
+        summary.retries = stats.retries
+        summary.rate_limited = stats.rate_limited
+        summary.lowest_concurrency = stats.lowest_concurrency
+        summary.workers = stats.workers
+        summary.missing_files = list(stats.missing_files)
+        summary.skipped = dict(stats.skipped)
+        summary.unreadable_files = list(stats.unreadable_files)
+        summary.training_files = stats.training_files
+        summary.invalid_training_lines = stats.invalid_training_lines
+        summary.non_utf8_files = list(stats.non_utf8_files)
+        summary.models_skipped = stats.skipped_lists.get("models")
+        summary.elapsed = time.monotonic() - started
