@@ -125,3 +125,13 @@ def test_models_load_once_the_key_gets_the_scope(loader, world, sandbox, forbidd
     assert summary.models_skipped is None
     with loader.reading():
         assert_models_equal_truth(loader, world)
+
+
+def test_dates_from_an_earlier_listing_say_so(loader, world, sandbox):
+    loader.run()
+    sandbox.models_forbidden = True
+    summary = loader.run()
+    assert summary.models_skipped is not None
+    [line] = [line for line in summary.lines() if "stop serving within 90 days" in line]
+    assert line.endswith("(view model_lifecycle) — dates from an earlier run's models list")
+    assert summary.shutdowns.models > 0  # the archive still knows the dates it read

@@ -559,9 +559,10 @@ def _expected_lead(truth) -> str:
     )
     if missing:
         return lead + (
-            f"{missing} without archived training data — run openai-ft load to archive it while"
-            " OpenAI still has the files, then openai-ft export --job ID to write it out for"
-            " retraining elsewhere."
+            f"{missing} without archived training data — run openai-ft load to archive what"
+            " OpenAI still has (a file deleted upstream before a load read it cannot be"
+            " recovered: training_files shows it without bytes), then openai-ft export --job ID"
+            " to write it out for retraining elsewhere."
         )
     return lead + (
         "all with archived training data — openai-ft export --job ID writes it out for"

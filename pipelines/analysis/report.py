@@ -331,8 +331,10 @@ def _lead(retiring: Sequence[Row]) -> str:
     if missing:
         text += (
             f"<strong>{missing:,} without archived training data</strong> — run"
-            " <code>openai-ft load</code> to archive it while OpenAI still has the files, then"
-            " <code>openai-ft export --job ID</code> to write it out for retraining elsewhere."
+            " <code>openai-ft load</code> to archive what OpenAI still has (a file deleted"
+            " upstream before a load read it cannot be recovered: <code>training_files</code>"
+            " shows it without <code>bytes</code>), then <code>openai-ft export --job ID</code>"
+            " to write it out for retraining elsewhere."
         )
     else:
         text += (

@@ -117,6 +117,7 @@ class LoadSummary:
                 f" ({s.checkpoints} of them checkpoints), the first on {s.first_date};"
                 f" {s.without_training_data} without archived training data"
                 " (view model_lifecycle)"
+                + (" — dates from an earlier run's models list" if self.models_skipped else "")
             )
         lines += [f"  {line}" for line in self.warnings()]
         return lines
