@@ -4,6 +4,10 @@ Routes under `/v1` behave as the contract in `spec/fine_tuning.yaml` says; the s
 `/openai/v1` and `/openai` (with `api-version`) as Azure OpenAI serves them. Routes under
 `/_sandbox` are controls for tests, the demo and benchmarks (stats, time, latency, misbehaviour,
 rate limit, models, truth).
+
+Longer than the other modules on purpose: it is the whole HTTP surface of the sandbox (the
+`/v1` routes, their Azure forms, the `/_sandbox` controls, faults and the rate limit), which
+reads best in one place; the data behind it lives in `world.py` and its helpers.
 """
 
 from __future__ import annotations

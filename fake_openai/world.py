@@ -6,6 +6,11 @@ Everything is deterministic for a given seed, so tests can compare what was load
 events are appended as the real API appends them: never older than the job's newest event.
 The models the key sees (`GET /models`) come from the jobs and a catalog of base models whose
 shutdown dates are relative to the world's `today`.
+
+Longer than the other modules on purpose: it is the sandbox's one public object, and its
+sections (building, time, raw edits for tests of bad input, reading, truth) are the API the
+server, the tests and the benchmarks use; the logic behind each lives in `generation.py`,
+`jobs.py`, `files.py`, `models.py` and `training.py`.
 """
 
 from __future__ import annotations

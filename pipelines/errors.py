@@ -25,7 +25,7 @@ from typing import Iterable, List, Optional
 import duckdb
 
 from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
-from sources.openai_fine_tuning.stopping import StoppedError
+from sources.openai_fine_tuning.http.stopping import StoppedError
 
 EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2

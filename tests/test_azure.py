@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sources.openai_fine_tuning import RunStats, openai_fine_tuning
+from sources.openai_fine_tuning import build, openai_fine_tuning
 from sources.openai_fine_tuning.errors import ConfigurationError
 from tests.conftest import API_KEY, assert_history_equal_truth, first_load_routes
 
@@ -143,8 +143,5 @@ def test_bad_azure_settings_name_the_setting(options, message):
     ],
 )
 def test_the_root_used_for_an_endpoint(endpoint, version, root):
-    stats = RunStats()
-    openai_fine_tuning(
-        api_type="azure", api_key="k", base_url=endpoint, api_version=version, stats=stats
-    )
-    assert stats.api_identity["base_url"] == root
+    _, settings = build(api_type="azure", api_key="k", base_url=endpoint, api_version=version)
+    assert settings.api_identity["base_url"] == root

@@ -7,7 +7,7 @@ import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
-from sources.openai_fine_tuning.throttle import RequestGate
+from sources.openai_fine_tuning.http.throttle import RequestGate
 from tests.conftest import (
     API_KEY,
     Loader,

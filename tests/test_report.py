@@ -18,9 +18,10 @@ from typing import Any, Dict, List, Optional
 import duckdb
 import pytest
 
-from pipelines.analysis.report import STYLE, shutdowns_section
+from pipelines.analysis.report import STYLE
 from pipelines.analysis.report_charts import comparison_chart, job_chart
 from pipelines.analysis.report_data import JobCurves
+from pipelines.analysis.report_shutdowns import shutdowns_section
 from pipelines.cli import main
 from tests.conftest import lifecycle_truth
 from tests.test_sql_command import held_by_another_process, locked_line

@@ -10,7 +10,7 @@ import requests
 
 from fake_openai import FineTuningWorld, SandboxServer
 from fake_openai.faults import FaultPlan
-from sources.openai_fine_tuning.retry import RetryPolicy
+from sources.openai_fine_tuning.http.retry import RetryPolicy
 from tests.conftest import API_KEY, Loader, assert_history_equal_truth
 
 

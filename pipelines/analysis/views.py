@@ -7,6 +7,10 @@ and PostgreSQL, and not created elsewhere). The
 tables they read can lack columns (a metric no job reported yet) or be missing entirely (a
 resource never selected): each table is read through a projection that puts a typed NULL in
 place of what is missing, so the views always exist and keep one shape.
+
+Longer than the other modules on purpose: the SQL of every view, and the projections that
+let each read tables a run may not have made yet, belong together (`job_summary` and
+`model_lifecycle` inline the others' SQL).
 """
 
 from __future__ import annotations

@@ -30,12 +30,8 @@ from pipelines.run.destinations import (
     make_pipeline,
     refresh_views,
 )
-from pipelines.run.targets import (
-    default_pipeline_name,
-    describe,
-    destination_identity,
-    target_digest,
-)
+from pipelines.run.prepare import prepare_source
+from pipelines.run.targets import default_pipeline_name
 from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning
 
 DESTINATION = os.environ.get("OPENAI_FT_DESTINATION", "duckdb")
@@ -57,10 +53,9 @@ def api_options() -> Dict[str, Optional[str]]:
 def target_of(placeholder_key: str) -> StateOwner:
     """The target this DAG loads (destination and API identity), as `openai-ft load` names
     it: the source computes the API identity, so this builds one (no request is made)."""
-    stats = RunStats()
-    openai_fine_tuning(api_key=placeholder_key, stats=stats, **api_options())
-    where = destination_identity(DESTINATION, DUCKDB_PATH, DATASET)
-    return StateOwner(target_digest(where, stats.api_identity), describe(where, stats.api_identity))
+    return prepare_source(
+        DESTINATION, DUCKDB_PATH, DATASET, api_key=placeholder_key, **api_options()
+    ).owner
 
 
 def api_key() -> Optional[str]:

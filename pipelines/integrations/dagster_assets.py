@@ -22,7 +22,7 @@ views are added here around dagster-dlt's `pipeline.run()`.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional
 
 import dagster as dg
 import dlt
@@ -37,22 +37,15 @@ from pipelines.run.destinations import (
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
     fastest_file_format,
-    make_pipeline,
     refresh_views,
     uncompressed_extract_files,
 )
 from pipelines.run.guards import run_lock, wait_for_duckdb_file
-from pipelines.run.targets import (
-    default_pipeline_name,
-    describe,
-    destination_identity,
-    target_digest,
-)
-from sources.openai_fine_tuning import RunStats, StateOwner, openai_fine_tuning
+from pipelines.run.prepare import prepare_run, prepare_source
 from sources.openai_fine_tuning.errors import AuthenticationError, ConfigurationError
+from sources.openai_fine_tuning.http.stopping import clear_stop
 from sources.openai_fine_tuning.job_lists import JOB_LISTS
-from sources.openai_fine_tuning.settings import CONFIG_SECTION, DEFAULT_WORKERS
-from sources.openai_fine_tuning.stopping import clear_stop
+from sources.openai_fine_tuning.settings import CONFIG_SECTION
 
 GROUP_NAME = "openai_fine_tuning"
 RESOURCE_KEY = "dlt"  # dagster-dlt's examples inject DagsterDltResource under this key
@@ -126,20 +119,6 @@ def _extract_pool(workers: int) -> Dict[str, Any]:
     return values
 
 
-def _source_for(
-    target: Dict[str, Any], source_options: Dict[str, Any]
-) -> Tuple[DltSource, StateOwner, RunStats]:
-    """The source, the owner its state must have (the target and the API identity the source
-    resolved, as `load()` computes it: a state recorded for another target is refused) and
-    its counters."""
-    stats = RunStats()
-    owner = StateOwner()
-    source = openai_fine_tuning(stats=stats, state_owner=owner, **source_options)
-    owner.digest = target_digest(target, stats.api_identity)
-    owner.description = describe(target, stats.api_identity)
-    return source, owner, stats
-
-
 def build_assets(
     destination: str = "duckdb",
     duckdb_path: str = DUCKDB_PATH,
@@ -176,13 +155,17 @@ def build_assets(
     Returns:
         The assets, the pipeline, the source and the pipeline name.
     """
-    target = destination_identity(destination, duckdb_path, dataset)
-    source, owner, stats = _source_for(target, source_options)
-    name = pipeline_name or default_pipeline_name(owner.digest or "")
-    pipeline = make_pipeline(
-        destination, duckdb_path, dataset, pipelines_dir, name, duckdb_memory_limit
+    prepared = prepare_run(
+        destination,
+        duckdb_path,
+        dataset,
+        pipelines_dir,
+        pipeline_name,
+        duckdb_memory_limit,
+        **source_options,
     )
-    workers = stats.workers or DEFAULT_WORKERS
+    source, owner, pipeline = prepared.source, prepared.owner, prepared.pipeline
+    name, workers = prepared.pipeline_name, prepared.settings.workers
     translator = FineTuningTranslator(key_prefix)
     resource_of = {
         translator.get_asset_spec(DltResourceTranslatorData(resource=r, pipeline=pipeline)).key: n
@@ -208,7 +191,8 @@ def build_assets(
             # a new source per run: dagster-dlt strips the column hints off the schema it
             # reads for metadata (dagster-io/dagster#34052), the source's own, so a source
             # object cannot run twice; the one above only names the assets
-            run_source, run_owner, _ = _source_for(target, source_options)
+            again = prepare_source(destination, duckdb_path, dataset, **source_options)
+            run_source, run_owner = again.source, again.owner
             if run_owner.digest != owner.digest:
                 raise ConfigurationError(
                     f"The target changed since the definitions were loaded: now"

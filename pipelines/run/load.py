@@ -21,24 +21,17 @@ from pipelines.run.destinations import (
     DUCKDB_PATH,
     describe_destination,
     fastest_file_format,
-    make_pipeline,
     refresh_views,
     rows_written,
     uncompressed_extract_files,
 )
 from pipelines.run.guards import holding_duckdb_file, run_lock
+from pipelines.run.prepare import prepare_run
 from pipelines.run.recovery import finish_interrupted_run
 from pipelines.run.signals import end_children_with_parent
 from pipelines.run.summary import LoadSummary
-from pipelines.run.targets import (
-    default_pipeline_name,
-    describe,
-    destination_identity,
-    target_digest,
-)
-from sources.openai_fine_tuning import RunStats, StateOwner, ledger_counts, openai_fine_tuning
-from sources.openai_fine_tuning.settings import DEFAULT_WORKERS
-from sources.openai_fine_tuning.stopping import clear_stop
+from sources.openai_fine_tuning import RunStats, ledger_counts
+from sources.openai_fine_tuning.http.stopping import clear_stop
 
 NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
 # Below this much extracted data, normalize in this process: forking the pool and polling it
@@ -109,17 +102,20 @@ def load(
     clear_stop()  # a stop asked of an earlier run in this process is not this run's
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
-    owner = StateOwner()
     try:
-        source = openai_fine_tuning(stats=stats, state_owner=owner, **source_options)
-        target = destination_identity(destination, duckdb_path, dataset)
-        owner.digest = target_digest(target, stats.api_identity)
-        owner.description = describe(target, stats.api_identity)
-        name = pipeline_name or default_pipeline_name(owner.digest)
-        pipeline = make_pipeline(
-            destination, duckdb_path, dataset, pipelines_dir, name, duckdb_memory_limit
+        prepared = prepare_run(
+            destination,
+            duckdb_path,
+            dataset,
+            pipelines_dir,
+            pipeline_name,
+            duckdb_memory_limit,
+            stats,
+            **source_options,
         )
+        source, pipeline, name = prepared.source, prepared.pipeline, prepared.pipeline_name
         summary.pipeline_name = name
+        summary.workers = prepared.settings.workers
         summary.pipelines_dir = os.path.abspath(pipeline.pipelines_dir)
         summary.destination = describe_destination(pipeline, duckdb_path)
         summary.dataset = dataset
@@ -134,7 +130,7 @@ def load(
             # extract, normalize, load as run() does, but with dlt's extract pool sized to our
             # workers (each job's pages are read in that pool, and enough jobs are queued to
             # keep every request slot busy), and normalize on 2 worker processes
-            workers = stats.workers or DEFAULT_WORKERS
+            workers = prepared.settings.workers
             pipeline.extract(
                 source,
                 refresh="drop_sources" if full_refresh else None,
@@ -162,7 +158,6 @@ def load(
         summary.retries = stats.retries
         summary.rate_limited = stats.rate_limited
         summary.lowest_concurrency = stats.lowest_concurrency
-        summary.workers = stats.workers
         summary.missing_files = list(stats.missing_files)
         summary.skipped = dict(stats.skipped)
         summary.unreadable_files = list(stats.unreadable_files)

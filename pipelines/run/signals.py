@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Iterator, Optional
 
 from pipelines.errors import Terminated, stopped_message
-from sources.openai_fine_tuning.stopping import request_stop
+from sources.openai_fine_tuning.http.stopping import request_stop
 
 STOP_GRACE_S = 3.0
 ORPHAN_POLL_S = 0.5

@@ -8,6 +8,10 @@ Example:
     >>> pipeline = dlt.pipeline("openai_fine_tuning", destination="duckdb",
     ...                         dataset_name="openai_fine_tuning")
     >>> pipeline.run(openai_fine_tuning())
+
+Longer than the other modules on purpose: the source function is dlt's configuration surface
+(one argument per option, documented) and declares every resource in one place; what each
+resource reads lives in its own module.
 """
 
 from __future__ import annotations
@@ -21,14 +25,15 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.items import DataItemWithMeta
 from dlt.extract.resource import DltResource
+from dlt.extract.source import DltSource
 
-from .client import FineTuningApi, redact_url
 from .connection import resolve_connection, setting
+from .http.client import FineTuningApi, redact_url
 from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
 from .ledger import JobLedger, StateOwner, job_counts
 from .listing import iter_configured_jobs, iter_listed_jobs
-from .options import ApiOptions, clean_job_ids, clean_resources
+from .options import ApiOptions, SourceSettings, clean_job_ids, clean_resources
 from .org_lists import ORG_LISTS
 from .rows import is_final, job_row
 from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS, TRAINING_EXAMPLE_COLUMNS
@@ -50,6 +55,8 @@ from .training_data import iter_training_items
 
 __all__ = [
     "openai_fine_tuning",
+    "build",
+    "SourceSettings",
     "ledger_counts",
     "ApiOptions",
     "FineTuningApi",
@@ -181,6 +188,7 @@ def openai_fine_tuning(
     max_requests_per_second: Optional[float] = None,
     stats: Optional[RunStats] = None,
     state_owner: Optional[StateOwner] = None,
+    settings: Optional[SourceSettings] = None,
 ) -> Sequence[DltResource]:
     """The fine-tuning history of one OpenAI organization (or compatible server).
 
@@ -211,10 +219,11 @@ def openai_fine_tuning(
             read in parallel by dlt's extract workers (give `pipeline.extract` / `[extract]
             workers` at least as many). Halved after a 429, grown back as requests succeed.
         max_requests_per_second: Optional cap of request starts per second.
-        stats: Counts requests, jobs and skipped items of the run, for a summary; also gets
-            the API identity (`stats.api_identity`).
+        stats: Counts requests, jobs and skipped items of the run, for a summary.
         state_owner: The target the state must belong to (a state recorded for another
             target is refused); unchecked when None.
+        settings: Filled with what the source resolved (workers, API identity); `build()`
+            returns it.
 
     Returns:
         The resources `jobs`, `checkpoints`, `events`, `files`, `results`, `training_data`
@@ -238,12 +247,13 @@ def openai_fine_tuning(
         max_requests_per_second=max_requests_per_second,
     )
     api = FineTuningApi(options, stats)
-    api.stats.workers = options.workers
-    api.stats.api_identity = {
-        "base_url": redact_url(options.base_url).rstrip("/"),
-        "organization": options.organization,
-        "project": options.project,
-    }
+    if settings is not None:
+        settings.workers = options.workers
+        settings.api_identity = {
+            "base_url": redact_url(options.base_url).rstrip("/"),
+            "organization": options.organization,
+            "project": options.project,
+        }
     wanted = clean_job_ids(job_ids)
     chosen = clean_resources(resources)
 
@@ -328,3 +338,19 @@ def openai_fine_tuning(
     for resource in all_resources:
         resource.selected = resource.name in chosen
     return all_resources
+
+
+def build(
+    stats: Optional[RunStats] = None, state_owner: Optional[StateOwner] = None, **options: Any
+) -> tuple[DltSource, SourceSettings]:
+    """The source, and what it resolved (workers, API identity) for its caller.
+
+    Args:
+        stats: Counters the run updates.
+        state_owner: The target the state must belong to; filled in by the caller once it
+            knows the API identity (before extraction starts).
+        **options: `openai_fine_tuning()`'s arguments; the rest comes from dlt config.
+    """
+    settings = SourceSettings()
+    source = openai_fine_tuning(stats=stats, state_owner=state_owner, settings=settings, **options)
+    return source, settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List
 
-from .client import FineTuningApi
+from .http.client import FineTuningApi
 from .ledger import JobLedger
 from .results import ResultsFileError, iter_result_batches
 from .rows import file_row, is_final, require_item

@@ -17,7 +17,7 @@ import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
-from .client import FineTuningApi
+from .http.client import FineTuningApi
 from .ledger import JobLedger
 from .rows import checkpoint_row, event_row, require_item, step_metrics_row
 from .schema import CHECKPOINT_COLUMNS, EVENT_COLUMNS, STEP_METRICS_COLUMNS

@@ -27,6 +27,9 @@ A job is skipped only by the resources settled for it: running `checkpoints` alo
 hides a job from `jobs` or `events` later. A cursor per job (rather than one for all, as a
 transformer's `dlt.sources.incremental` keeps) lets a late item of one job, older than items
 loaded from other jobs, still be loaded.
+
+Longer than the other modules on purpose: every part of the state's layout is read and written
+here only, so the layout above stays true in one file.
 """
 
 from __future__ import annotations

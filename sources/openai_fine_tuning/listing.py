@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Optional, Sequence
 
-from .client import FineTuningApi
+from .http.client import FineTuningApi
 from .ledger import JobLedger
 from .rows import require_item
 from .settings import JOBS_PATH

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .errors import ConfigurationError
 from .settings import (
@@ -90,6 +90,16 @@ class ApiOptions:
                 f"backoff_base and backoff_max must satisfy 0 <= backoff_base <= backoff_max,"
                 f" got {self.backoff_base!r} and {self.backoff_max!r}"
             )
+
+
+@dataclass
+class SourceSettings:
+    """What the source resolved from its arguments, dlt config and the environment, for the
+    caller: `workers` (to size dlt's extract pool to) and the API identity (base URL after
+    Azure's resolution, organization, project: which account the state belongs to)."""
+
+    workers: int = DEFAULT_WORKERS
+    api_identity: Dict[str, Any] = field(default_factory=dict)
 
 
 def clean_job_ids(job_ids: Union[None, str, Sequence[str]]) -> List[str]:

@@ -17,8 +17,8 @@ import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
-from .client import FineTuningApi
 from .errors import AuthenticationError
+from .http.client import FineTuningApi
 from .rows import model_row
 from .schema import MODEL_COLUMNS
 from .settings import MODELS_PATH

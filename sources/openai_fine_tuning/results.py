@@ -15,8 +15,8 @@ import io
 import tempfile
 from typing import IO, Any, Dict, Iterator, List, Optional
 
-from .client import FineTuningApi
-from .downloads import read_content
+from .http.client import FineTuningApi
+from .http.downloads import read_content
 from .settings import RESULT_BATCH_ROWS
 
 SPOOL_BYTES = 4 * 1024 * 1024  # past this the decoded CSV goes to a temporary file

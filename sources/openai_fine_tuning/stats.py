@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,9 @@ class RunStats:
         self.requests = 0
         self.jobs_seen = 0
         self.lowest_concurrency: Optional[int] = None
-        # the resolved `workers` setting, so the caller sizes dlt's extract pool to match
-        self.workers: Optional[int] = None
         self.missing_files: List[str] = []
         self.skipped: Counter[str] = Counter()  # table -> items that could not make a row
         self.unreadable_files: List[UnreadableFile] = []
-        # which account the data comes from (base URL, organization, project), for the target
-        self.api_identity: Dict[str, Any] = {}
         self.retries = 0
         self.rate_limited = 0  # 429 answers
         self.rows: Counter[str] = Counter()  # table -> rows extracted so far (progress)

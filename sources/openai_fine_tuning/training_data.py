@@ -12,6 +12,9 @@ joined by the `line_ending` (`\\r\\n` or `\\n`), then one more line ending if `f
 `line_ending` is `crlf` only when every line break of the file is `\\r\\n`; in a file with mixed
 endings a `\\r` before a `\\n` stays in `raw`, so the rebuild is still exact. A file that is not
 UTF-8 gets its bad bytes replaced (`utf8` false): it cannot be rebuilt exactly, and is named.
+
+Longer than the other modules on purpose: download, layout, rows and rebuild rules of one
+file are one concern; splitting them would spread the byte-for-byte promise over files.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .client import FineTuningApi
-from .downloads import BodyLostError, read_content
+from .http.client import FineTuningApi
+from .http.downloads import BodyLostError, read_content
 from .ledger import JobLedger
 from .rows import file_row, require_item
 from .settings import FILES_PATH, TRAINING_BATCH_ROWS, TRAINING_FILE_ROLES

@@ -5,9 +5,15 @@ from urllib.parse import urlsplit
 import requests
 
 
+def endpoint(method: str, url: str) -> str:
+    """`GET /v1/fine_tuning/jobs`: how every message names a request, its method and path
+    without host, query or credentials."""
+    return f"{method} {urlsplit(url).path}"
+
+
 def endpoint_of(response: requests.Response) -> str:
-    """`GET /v1/fine_tuning/jobs`: the request line without host, query or credentials."""
-    return f"{response.request.method} {urlsplit(response.url).path}"
+    """`endpoint()` of the request a response answers."""
+    return endpoint(response.request.method or "GET", response.url)
 
 
 def first_bytes(response: requests.Response, limit: int = 80) -> str:

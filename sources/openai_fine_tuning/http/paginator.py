@@ -5,7 +5,7 @@ from typing import Any, List, Optional, Set
 from dlt.sources.helpers.rest_client.paginators import BaseReferencePaginator
 from requests import Request, Response
 
-from .errors import PaginationLoopError, UpstreamError
+from ..errors import PaginationLoopError, UpstreamError
 from .responses import endpoint_of
 
 

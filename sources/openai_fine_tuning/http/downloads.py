@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Optional, TypeVar
 
+from ..errors import UpstreamError
+from ..settings import FILES_PATH
 from . import stopping
 from .client import FineTuningApi
-from .errors import UpstreamError
 from .retry import RETRY_EXCEPTIONS
-from .settings import FILES_PATH
 
 CHUNK_BYTES = 256 * 1024
 T = TypeVar("T")

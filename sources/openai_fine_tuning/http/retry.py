@@ -17,9 +17,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError
 
+from ..errors import UpstreamError
 from . import stopping
-from .errors import UpstreamError
 from .responses import api_message
+from .responses import endpoint as name_endpoint
 from .throttle import RequestGate
 
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -149,7 +150,7 @@ class RetryingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        endpoint = f"{request.method} {urlsplit(request.url or '').path}"
+        endpoint = name_endpoint(request.method or "GET", request.url or "")
         max_attempts = self.policy.max_attempts
         attempt = tries = 0  # attempts count against max_attempts; tries are all sends
         while True:

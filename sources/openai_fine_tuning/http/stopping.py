@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import FineTuningSourceError
+from ..errors import FineTuningSourceError
 
 _STOP = threading.Event()
 

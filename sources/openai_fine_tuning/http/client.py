@@ -10,19 +10,19 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 
-from .errors import (
+from ..errors import (
     AuthenticationError,
     ConfigurationError,
     FineTuningSourceError,
     JobNotFoundError,
     UpstreamError,
 )
-from .options import ApiOptions
+from ..options import ApiOptions
+from ..settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH
+from ..stats import RunStats
 from .paginator import OpenAICursorPaginator
-from .responses import api_message, endpoint_of, first_bytes
+from .responses import api_message, endpoint, endpoint_of, first_bytes
 from .retry import RetryingSession, RetryPolicy
-from .settings import ENV_API_KEY, ENV_AZURE_API_KEY, FILES_PATH, JOBS_PATH
-from .stats import RunStats
 from .throttle import RequestGate
 
 USER_AGENT = "dlt-openai-fine-tuning/0.1"
@@ -161,8 +161,8 @@ class FineTuningApi:
         )
 
     def endpoint(self, path: str) -> str:
-        """`GET /v1/<path>`: how messages name a request, without host or credentials."""
-        return f"GET {urlsplit(self.base_url).path}/{path}"
+        """`GET /v1/<path>`: how messages name a request to `path` (`responses.endpoint`)."""
+        return endpoint("GET", f"{self.base_url}/{path}")
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Runs for every attempt: counts it, and ends the run on a final 4xx."""
