@@ -1,0 +1,194 @@
+"""SIGKILL a load during extract, normalize or load; the next run completes it exactly.
+
+Why it holds: dlt writes the ledger (our per-job state) into the same load package as the rows,
+and commits both only when the package is loaded; a killed run leaves either nothing or a
+package that the next run loads first. Rows are merged on `id`, so a package loaded twice would
+still not duplicate a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from fake_openai import FineTuningWorld, SandboxServer
+from tests.helpers import (
+    API_KEY,
+    TERMINAL,
+    Loader,
+    assert_history_equal_truth,
+    no_change_rows,
+)
+
+STAGES = ("extract", "normalize", "load")
+TRIALS = 9  # 3 per stage
+
+
+def _markers(pipelines_dir: Path) -> dict:
+    """Directories dlt creates as a run enters each stage (the pipeline's own dir is named
+    after its target: openai_fine_tuning_<digest>)."""
+    for _ in range(100):  # dlt moves folders while we look: look again
+        try:
+            roots = [p for p in pipelines_dir.glob("openai_fine_tuning_*") if p.is_dir()]
+            found: dict = {"extract": set(), "normalize": set(), "load": set()}
+            for root in roots:
+                found["extract"] |= {
+                    p for p in root.glob("normalize/*/[0-9]*") if p.parent.name != "extracted"
+                }
+                found["normalize"] |= set(root.glob("normalize/extracted/[0-9]*"))
+                found["load"] |= set(root.glob("load/normalized/[0-9]*"))
+            return found
+        except FileNotFoundError:
+            continue
+    raise AssertionError("pipelines dir kept changing")
+
+
+def _kill_during(stage: str, process: subprocess.Popen, pipelines_dir: Path, rng) -> bool:
+    """Waits until the run enters `stage`, then SIGKILLs it after a short random delay."""
+    before = _markers(pipelines_dir)[stage]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if _markers(pipelines_dir)[stage] - before:
+            time.sleep(rng.uniform(0, 0.02))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return process.returncode == -signal.SIGKILL
+        time.sleep(0.002)
+    process.wait()
+    return False
+
+
+def _processes_using(path: Path) -> list:
+    """PIDs of live processes whose command line names `path` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _no_orphans_left(path: Path) -> None:
+    """A killed run's worker processes (dlt's normalize pool) end with it, not linger."""
+    deadline = time.monotonic() + 15
+    while _processes_using(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _processes_using(path)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left by the killed run: {left}"
+
+
+def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
+    rng = random.Random(20261127)
+    world = FineTuningWorld(seed=21, jobs=10, max_checkpoints=30)
+    killed = Counter()
+    recovered = 0
+    with SandboxServer(world, api_key=API_KEY) as sandbox:
+        sandbox.latency = 0.003  # extraction takes a moment, as over a network
+        loader = Loader(sandbox, tmp_path)
+        env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": sandbox.base_url}
+        # normalize in worker processes, as a large load does: they must not outlive a kill
+        env["NORMALIZE__WORKERS"] = "2"
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "load",
+            "--duckdb-path",
+            str(loader.duckdb_path),
+            "--pipelines-dir",
+            str(loader.pipelines_dir),
+        ]
+        for trial in range(TRIALS):
+            stage = STAGES[trial % len(STAGES)]
+            world.advance(seconds=60, new_checkpoints=rng.randint(1, 6))
+            if rng.random() < 0.4:
+                world.add_job(status="running", checkpoints=rng.randint(0, 40))
+            if rng.random() < 0.2:
+                world.finish_running_jobs()
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            was_killed = _kill_during(stage, process, loader.pipelines_dir, rng)
+            killed[stage] += was_killed
+            _no_orphans_left(loader.pipelines_dir)
+
+            world.advance(seconds=30, new_checkpoints=1)  # more data before the next run
+            # the next scheduled run finishes what the killed run left, then extracts the new
+            # data too: the truth check below needs both
+            recovered += loader.run().recovered_packages
+            assert_history_equal_truth(loader, world)
+            # and the state agrees with the data: nothing more to load
+            settled = {j["id"] for j in world.truth_jobs() if j["status"] in TERMINAL}
+            assert loader.run().rows == no_change_rows(world), (trial, stage, settled)
+    # the kills landed where intended (a run can finish a stage before the kill arrives)
+    print(f"SIGKILLs per stage: {dict(killed)}; packages finished by the next run: {recovered}")
+    assert sum(killed.values()) >= 8 and all(killed[s] >= 2 for s in STAGES), killed
+    assert recovered >= 1  # the recovery path ran
+
+
+def test_half_deleted_extracted_package_is_dropped(loader, world):
+    """The exact leftover of a SIGKILL inside dlt's normalize commit: the package is already in
+    `load/normalized`, its extracted copy half deleted. The next run must not trip on it."""
+    from pipelines.run import make_pipeline
+    from sources.openai_fine_tuning import openai_fine_tuning
+
+    name = loader.run(resources=["jobs"]).pipeline_name  # the name load() gives this target
+    pipeline = make_pipeline(
+        duckdb_path=str(loader.duckdb_path),
+        pipelines_dir=str(loader.pipelines_dir),
+        pipeline_name=name,
+    )
+    pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=loader.sandbox.base_url))
+    pipeline.normalize()
+    (load_id,) = pipeline.list_normalized_load_packages()
+    leftover = Path(pipeline.working_dir) / "normalize" / "extracted" / load_id
+    (leftover / "completed_jobs").mkdir(parents=True)  # what rmtree had not reached yet
+    assert load_id in pipeline.list_extracted_load_packages()
+
+    summary = loader.run()
+
+    assert summary.recovered_packages == 1
+    assert not leftover.exists()
+    assert_history_equal_truth(loader, world)
+    # rows written count the recovered package too (it holds everything but the jobs, which
+    # the first run wrote and the package only merged again unchanged)
+    written = {t: n for t, n in summary.rows.items() if t not in ("jobs", "files")}
+    assert written == {
+        "checkpoints": loader.count("checkpoints"),
+        "events": loader.count("events"),
+        "step_metrics": loader.count("step_metrics"),
+        "results": loader.count("results"),
+        "training_examples": loader.count("training_examples"),
+        "models": loader.count("models"),
+        "step_metrics__scores__graders": loader.count("step_metrics__scores__graders"),
+    }
+
+
+def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
+    """A kill while dlt deletes an extracted package that had nothing to load leaves one
+    without a twin; parts of it are gone."""
+    name = loader.run().pipeline_name
+    extracted = loader.pipelines_dir / name / "normalize" / "extracted"
+    leftover = extracted / "1795000000.123"
+    (leftover / "failed_jobs").mkdir(parents=True)
+    (leftover / "schema.json").write_text("{}")
+    world.advance(seconds=60, new_checkpoints=1)
+
+    loader.run()
+
+    assert not leftover.exists()
+    assert_history_equal_truth(loader, world)
