@@ -2,6 +2,10 @@
 
 Every number comes from this run: the sandbox is served by this process, each measurement runs
 in a fresh process of its own (imports not timed). Prints one table and writes `bench/RESULTS.md`.
+
+Longer than most modules on purpose: it is the whole benchmark's plan (every case, its
+world and its row), which reads best in one place; what runs in each measured process is in
+`measure.py`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,20 @@ class Loader:
     @property
     def pipelines_dir(self) -> Path:
         return self.tmp_path / "pipelines"
+
+    def command(self, *args: str) -> List[str]:
+        """`openai-ft load` into this loader's file and pipelines dir, as a process runs it."""
+        return [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "load",
+            "--duckdb-path",
+            str(self.duckdb_path),
+            "--pipelines-dir",
+            str(self.pipelines_dir),
+            *args,
+        ]
 
     def run(self, **options: Any) -> LoadSummary:
         options.setdefault("api_key", API_KEY)

@@ -24,20 +24,6 @@ WRITTEN = (*TABLES, "step_metrics__scores__graders")
 STOPPED = "nothing loaded is lost, and the next run finishes what this one started"
 
 
-def _command(loader: Loader, *args: str) -> list:
-    return [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "load",
-        "--duckdb-path",
-        str(loader.duckdb_path),
-        "--pipelines-dir",
-        str(loader.pipelines_dir),
-        *args,
-    ]
-
-
 def _start(loader: Loader, *args: str) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -46,7 +32,7 @@ def _start(loader: Loader, *args: str) -> subprocess.Popen:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
     return subprocess.Popen(
-        _command(loader, *args),
+        loader.command(*args),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -296,7 +282,7 @@ def test_postgres_without_its_driver_names_the_extra(sandbox, tmp_path):
         "DESTINATION__POSTGRES__CREDENTIALS": "postgresql://u:p@127.0.0.1:1/db",
     }
     result = subprocess.run(
-        _command(Loader(sandbox, tmp_path), "--destination", "postgres"),
+        Loader(sandbox, tmp_path).command("--destination", "postgres"),
         env=env,
         capture_output=True,
         text=True,

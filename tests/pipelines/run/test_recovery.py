@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -102,16 +101,7 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
         env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": sandbox.base_url}
         # normalize in worker processes, as a large load does: they must not outlive a kill
         env["NORMALIZE__WORKERS"] = "2"
-        command = [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "load",
-            "--duckdb-path",
-            str(loader.duckdb_path),
-            "--pipelines-dir",
-            str(loader.pipelines_dir),
-        ]
+        command = loader.command()
         for trial in range(TRIALS):
             stage = STAGES[trial % len(STAGES)]
             world.advance(seconds=60, new_checkpoints=rng.randint(1, 6))
