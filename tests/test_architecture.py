@@ -147,5 +147,5 @@ def test_the_check_sees_a_breach():
     """The reader is not blind: it finds imports that exist."""
     assert "pipelines.run" in set(imports("pipelines.cli.demo"))
     assert "fake_openai" in {room(t) for t in imports("pipelines.cli.sandbox")}
-    relative = set(imports("sources.openai_fine_tuning.http.downloads"))  # `from . import stopping`
+    relative = set(imports("sources.openai_fine_tuning.http.throttle"))  # `from . import stopping`
     assert "sources.openai_fine_tuning.http.stopping" in relative

@@ -43,6 +43,10 @@ class UpstreamError(FineTuningSourceError):
     exit_code = 4
 
 
+class BodyLostError(UpstreamError):
+    """A streamed body (a file's content) broke off mid-way on every attempt."""
+
+
 class JobNotFoundError(ConfigurationError):
     """A configured job id does not exist for this key (404)."""
 

@@ -16,7 +16,6 @@ import tempfile
 from typing import IO, Any, Dict, Iterator, List, Optional
 
 from .http.client import FineTuningApi
-from .http.downloads import read_content
 from .settings import RESULT_BATCH_ROWS
 
 SPOOL_BYTES = 4 * 1024 * 1024  # past this the decoded CSV goes to a temporary file
@@ -96,7 +95,7 @@ def download_csv(api: FineTuningApi, file_id: str) -> Optional[IO[bytes]]:
 
     A connection lost mid-body is retried like any request (`max_attempts`).
     """
-    return read_content(api, file_id, _decoded_spool)
+    return api.read_file_content(file_id, _decoded_spool)
 
 
 def _number(cell: str, line: int, name: str) -> Optional[float]:

@@ -28,8 +28,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import BodyLostError
 from .http.client import FineTuningApi
-from .http.downloads import BodyLostError, read_content
 from .ledger import JobLedger
 from .rows import file_row, require_item
 from .settings import FILES_PATH, TRAINING_BATCH_ROWS, TRAINING_FILE_ROLES
@@ -230,7 +230,7 @@ def archive_file(
             arrived whole.
     """
     try:
-        body = read_content(api, file_id, _spooled)
+        body = api.read_file_content(file_id, _spooled)
     except BodyLostError as error:
         raise TrainingFileError(str(error)) from None
     if body is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -26,6 +26,7 @@ from .retry import RetryingSession, RetryPolicy
 from .throttle import RequestGate
 
 USER_AGENT = "dlt-openai-fine-tuning/0.1"
+T = TypeVar("T")
 
 
 def redact_url(url: str) -> str:
@@ -219,13 +220,21 @@ class FineTuningApi:
         """
         return list_body(self._rest.get(path, hooks=self._hooks))[1]
 
-    def open_file_content(self, file_id: str) -> Optional[requests.Response]:
-        """The streamed response of a file's content; None when the file is gone (404).
+    def read_file_content(
+        self, file_id: str, read_body: Callable[[Iterator[bytes]], T]
+    ) -> Optional[T]:
+        """`read_body(chunks)` of a file's content, streamed; None when the file is gone (404).
 
-        The caller reads it with `iter_content` and closes it; a connection lost mid-body
-        surfaces there (see `results.download`).
+        The session's one retry loop covers the body too: `read_body` is called afresh on
+        each attempt (whatever it built from a broken body is its own to discard).
+
+        Raises:
+            BodyLostError: the body broke off mid-way on every attempt.
         """
-        return self._get_or_none(f"{FILES_PATH}/{quote(file_id, safe='')}/content", stream=True)
+        response = self._get_or_none(
+            f"{FILES_PATH}/{quote(file_id, safe='')}/content", stream=True, read_body=read_body
+        )
+        return None if response is None else response.body_read  # type: ignore[attr-defined]
 
     def _get_or_none(self, path: str, **kwargs: Any) -> Optional[requests.Response]:
         try:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import random
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError
 
-from ..errors import UpstreamError
+from ..errors import BodyLostError, UpstreamError
 from . import stopping
 from .responses import api_message
 from .responses import endpoint as name_endpoint
@@ -31,6 +31,7 @@ MAX_SERVER_DELAY = 60.0  # a server-suggested wait longer than this is ignored, 
 # tries in all.
 PACED_TRIES_FACTOR = 10
 PACED_WINDOW = 2.0
+BODY_CHUNK_BYTES = 256 * 1024  # a streamed body is read in chunks of this size
 
 
 def _seconds(value: Optional[str], scale: float = 1.0) -> Optional[float]:
@@ -148,6 +149,10 @@ class RetryingSession(requests.Session):
         self.mount("https://", adapter)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Sends with retries. `read_body`, when given (a function of the body's chunks),
+        reads a streamed body inside the same loop: a connection lost mid-body is retried like
+        one lost before the answer, and what it returns is the response's `body_read`."""
+        read_body: Optional[Callable[[Iterator[bytes]], Any]] = kwargs.pop("read_body", None)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         endpoint = name_endpoint(request.method or "GET", request.url or "")
@@ -180,6 +185,20 @@ class RetryingSession(requests.Session):
                     attempt -= 1
             elif response.status_code < 400:
                 self.gate.succeeded()
+            if response.status_code < 400 and read_body is not None:
+                try:
+                    response.body_read = read_body(response.iter_content(BODY_CHUNK_BYTES))  # type: ignore[attr-defined]
+                except RETRY_EXCEPTIONS as error:
+                    if attempt >= max_attempts:
+                        raise BodyLostError(
+                            f"{endpoint} failed after {tries} attempts: {_reason(error)}"
+                            f" ({_origin(request.url or '')})"
+                        ) from None
+                    self._on_retry()
+                    stopping.wait(self.policy.delay(attempt))
+                    continue
+                finally:
+                    response.close()
             if response.status_code < 400 or not self.policy.should_retry(response):
                 return response
             if attempt >= max_attempts:

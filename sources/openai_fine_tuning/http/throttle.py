@@ -8,6 +8,9 @@ from typing import Any, Callable, Optional
 
 from . import stopping
 
+MAX_PACE = 1.0  # seconds: a 429's wait longer than this paces starts no further apart
+PACE_DECAY = 0.97  # each success shortens the pace by 3%
+
 
 class RequestGate:
     """Bounds concurrent requests with additive increase / multiplicative decrease (AIMD).
@@ -42,6 +45,9 @@ class RequestGate:
         self._interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
         self._next_start = 0.0
         self._paused_until = 0.0
+        # seconds between request starts the server's 429s asked for (its retry-after: the
+        # time to its next free slot), so paused workers start one by one, not together
+        self._paced = 0.0
         self._last_success = float("-inf")
         self._cooldown = cooldown
         self._last_decrease = float("-inf")
@@ -56,7 +62,7 @@ class RequestGate:
                 self._sleep(0)
             self.in_flight += 1
             start_at = max(self._clock(), self._next_start, self._paused_until)
-            self._next_start = start_at + self._interval
+            self._next_start = start_at + max(self._interval, self._paced)
         delay = start_at - self._clock()
         if delay > 0:
             self._sleep(delay)
@@ -74,6 +80,7 @@ class RequestGate:
             now = self._clock()
             if retry_after is not None:
                 self._paused_until = max(self._paused_until, now + retry_after)
+                self._paced = min(MAX_PACE, max(self._paced, retry_after))
             if now - self._last_decrease >= self._cooldown:
                 self._last_decrease = now
                 self.limit = max(1.0, self.limit / 2)
@@ -89,6 +96,7 @@ class RequestGate:
         """An answer came back fine: grow the limit by 1/limit, up to the maximum."""
         with self._condition:
             self._last_success = self._clock()
+            self._paced *= PACE_DECAY  # probe for more as answers come back fine
             if self.limit < self.max_concurrency:
                 self.limit = min(float(self.max_concurrency), self.limit + 1.0 / self.limit)
                 self._condition.notify_all()

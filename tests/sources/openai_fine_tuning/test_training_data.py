@@ -140,7 +140,7 @@ def test_a_connection_lost_mid_body_loads_nothing_and_is_read_again(loader, worl
     assert sorted(p.file_id for p in summary.unreadable_files) == sorted(truth)
     assert {p.reason for p in summary.unreadable_files} == {
         f"GET /v1/files/{p.file_id}/content failed after 2 attempts: connection dropped"
-        " mid-response"
+        f" mid-response ({sandbox.root_url})"
         for p in summary.unreadable_files
     }
     assert loader.count("training_examples") == 0
