@@ -148,6 +148,25 @@ class RetryingSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
+    def _retry_or_give_up(
+        self,
+        error: BaseException,
+        attempt: int,
+        tries: int,
+        endpoint: str,
+        request: requests.PreparedRequest,
+        kind: type,
+    ) -> None:
+        """After a connection problem (before the answer, or mid-body): raises `kind` naming
+        it when the attempts ran out, else counts the retry and waits before the next one."""
+        if attempt >= self.policy.max_attempts:
+            raise kind(
+                f"{endpoint} failed after {tries} attempts: {_reason(error)}"
+                f" ({_origin(request.url or '')})"
+            ) from None
+        self._on_retry()
+        stopping.wait(self.policy.delay(attempt))
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Sends with retries. `read_body`, when given (a function of the body's chunks),
         reads a streamed body inside the same loop: a connection lost mid-body is retried like
@@ -165,13 +184,7 @@ class RetryingSession(requests.Session):
                 with self.gate:
                     response = super().send(request, **kwargs)
             except RETRY_EXCEPTIONS as error:
-                if attempt >= max_attempts:
-                    raise UpstreamError(
-                        f"{endpoint} failed after {tries} attempts: {_reason(error)}"
-                        f" ({_origin(request.url or '')})"
-                    ) from None
-                self._on_retry()
-                stopping.wait(self.policy.delay(attempt))
+                self._retry_or_give_up(error, attempt, tries, endpoint, request, UpstreamError)
                 continue
             server_delay = None
             if response.status_code == 429:
@@ -189,13 +202,7 @@ class RetryingSession(requests.Session):
                 try:
                     response.body_read = read_body(response.iter_content(BODY_CHUNK_BYTES))  # type: ignore[attr-defined]
                 except RETRY_EXCEPTIONS as error:
-                    if attempt >= max_attempts:
-                        raise BodyLostError(
-                            f"{endpoint} failed after {tries} attempts: {_reason(error)}"
-                            f" ({_origin(request.url or '')})"
-                        ) from None
-                    self._on_retry()
-                    stopping.wait(self.policy.delay(attempt))
+                    self._retry_or_give_up(error, attempt, tries, endpoint, request, BodyLostError)
                     continue
                 finally:
                     response.close()
