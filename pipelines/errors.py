@@ -22,8 +22,6 @@ import re
 import signal
 from typing import Iterable, List, Optional
 
-import duckdb
-
 from sources.openai_fine_tuning.errors import ConfigurationError, FineTuningSourceError
 from sources.openai_fine_tuning.http.stopping import StoppedError
 
@@ -177,6 +175,8 @@ def duckdb_locked(error: BaseException, path: Optional[str] = None) -> Optional[
         error: What opening or querying the file raised.
         path: The file as the user named it; else the path in DuckDB's message.
     """
+    import duckdb  # here: the command's start need not load DuckDB
+
     for cause in chain(error):
         if not isinstance(cause, duckdb.Error):
             continue

@@ -7,12 +7,8 @@ import argparse
 import os
 import shlex
 
-from fake_openai import FineTuningWorld, SandboxServer
-from pipelines.analysis.report import write_report
-from pipelines.analysis.sql import render, run_query
 from pipelines.cli.options import HelpFormatter, add_state
 from pipelines.errors import EXIT_CODES
-from pipelines.run import existing_pipeline, load
 
 DEMO_KEY = "sk-sandbox-demo"
 BEST_SQL = """
@@ -61,6 +57,12 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run(args: argparse.Namespace) -> int:
     """Serves generated data on a free loopback port, loads it, shows the best checkpoints and
     writes the training report."""
+    # imported here: `openai-ft --help` and the other commands need none of it
+    from fake_openai import FineTuningWorld, SandboxServer
+    from pipelines.analysis.report import write_report
+    from pipelines.analysis.sql import render, run_query
+    from pipelines.run import existing_pipeline, load
+
     world = FineTuningWorld(seed=args.seed, jobs=args.jobs)
     with SandboxServer(world, api_key=DEMO_KEY) as sandbox:
         print(f"Sandbox serving {args.jobs} sample jobs at {sandbox.base_url}")

@@ -46,13 +46,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def version() -> str:
-    import dlt
-
-    try:
-        own = metadata.version("dlt-openai-fine-tuning")
-    except metadata.PackageNotFoundError:  # run from a checkout that was not installed
-        own = "unknown"
-    return f"openai-ft {own} (dlt {dlt.__version__})"
+    """`openai-ft 0.1.0 (dlt 1.31.0)`, from the installed distributions (dlt is not imported:
+    the version line must come at once)."""
+    versions = []
+    for distribution in ("dlt-openai-fine-tuning", "dlt"):
+        try:
+            versions.append(metadata.version(distribution))
+        except metadata.PackageNotFoundError:  # run from a checkout that was not installed
+            versions.append("unknown")
+    return f"openai-ft {versions[0]} (dlt {versions[1]})"
 
 
 def parse_date(text: str) -> date:

@@ -1,8 +1,27 @@
 """One load: source + target + pipeline, the run lock, recovery, the summary. No argparse, no
-printing. Imports `sources/` and `pipelines/analysis` (the views a load refreshes)."""
+printing. Imports `sources/` and `pipelines/analysis` (the views a load refreshes).
 
-from pipelines.run.destinations import existing_pipeline, make_pipeline
-from pipelines.run.load import load
-from pipelines.run.summary import TABLES, LoadSummary
+Its names are imported on first use (PEP 562): `pipelines.run.signals` and the like load
+without dlt, so the command starts at once for `--help` and `--version`.
+"""
 
-__all__ = ["TABLES", "LoadSummary", "existing_pipeline", "load", "make_pipeline"]
+from __future__ import annotations
+
+from typing import Any
+
+_WHERE = {
+    "TABLES": "pipelines.run.summary",
+    "LoadSummary": "pipelines.run.summary",
+    "existing_pipeline": "pipelines.run.destinations",
+    "make_pipeline": "pipelines.run.destinations",
+    "load": "pipelines.run.loader",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,3 +92,27 @@ def test_no_progress_line_when_not_asked_and_not_a_terminal(cli, sandbox):
     sandbox.latency = 0.1
     code, out, err = cli()
     assert (code, err) == (0, "")
+
+
+def test_help_and_version_start_without_dlt():
+    """An hourly job and a user typing `--help` should not wait for dlt, DuckDB, Arrow or
+    matplotlib to import: the command loads them only for the work that needs them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipelines.cli import main\n"
+        "for args in (['--help'], ['--version'], ['load', '--help'], ['export', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('dlt', 'duckdb', 'pyarrow', 'matplotlib', 'requests')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -10,7 +10,7 @@ import pytest
 
 from fake_openai import FineTuningWorld, SandboxServer
 from pipelines.run import TABLES, make_pipeline
-from pipelines.run.load import PARALLEL_NORMALIZE_BYTES, normalize_workers
+from pipelines.run.loader import PARALLEL_NORMALIZE_BYTES, normalize_workers
 from sources.openai_fine_tuning import openai_fine_tuning
 from tests.helpers import (
     API_KEY,
