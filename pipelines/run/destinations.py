@@ -148,8 +148,9 @@ def rows_written(
 ) -> Dict[str, int]:
     """Rows each table holds from this run's loads (merged rows counted once), from the
     destination: root tables by their load id, nested tables (which carry none) through their
-    root row. Normalized counts where the destination has no SQL, and for tables loaded from
-    Arrow (dlt gives their rows no load id; each of their rows is loaded once anyway)."""
+    root row. Normalized counts where the destination has no SQL, and for a table without
+    `_dlt_load_id` (Arrow rows get one only while dlt's parquet normalizer is told to add it,
+    which the source does unless configured otherwise)."""
     ids = sorted(set(load_ids))
     rows = {name: extracted.get(name, 0) for name in TABLES}
     rows.update(
@@ -169,7 +170,7 @@ def rows_written(
             name = table["name"]
             root = get_root_table(schema.tables, name)["name"]
             if "_dlt_load_id" not in schema.tables[root]["columns"]:
-                continue  # loaded from Arrow tables (training_examples): the normalized count
+                continue  # Arrow rows loaded without a load id: the normalized count
             qualified = client.make_qualified_table_name(name)
             if root == name:
                 query = f"SELECT count(*) FROM {qualified} WHERE _dlt_load_id IN ({marks})"

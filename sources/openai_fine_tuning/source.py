@@ -53,18 +53,6 @@ from .stats import RunStats
 from .training_data import SCHEMA as TRAINING_EXAMPLES_SCHEMA
 from .training_data import iter_training_items
 
-__all__ = [
-    "openai_fine_tuning",
-    "build",
-    "SourceSettings",
-    "ledger_counts",
-    "ApiOptions",
-    "FineTuningApi",
-    "RunStats",
-    "StateOwner",
-    "redact_url",
-]
-
 LEDGER_KEY = "jobs_ledger"
 # dlt gives rows it gets as Arrow tables (`training_examples`) no `_dlt_load_id` unless told:
 # every table then says which load wrote a row, as the others do (and a run's rows can be
