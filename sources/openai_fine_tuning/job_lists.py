@@ -1,8 +1,9 @@
 """Lists under a job (`/fine_tuning/jobs/{id}/<path>`), each one declaration, and their reader.
 
 A `JobList` says where the list is, what its table looks like and how an item becomes a row;
-tables derived from the same items (`step_metrics` from `events`) ride along, with no extra
-request, as table variants of the list's resource. Every list is read by `iter_new_items`
+tables derived from the same items (`step_metrics` and `step_grader_scores` from `events`)
+ride along, with no extra request, as table variants of the list's resource. Each page goes
+to dlt as Arrow tables (`columnar`). Every list is read by `iter_new_items`
 with one per-job cursor in the ledger. Adding
 a list means adding a `JobList` below and its name to `settings.RESOURCES`.
 """
@@ -10,18 +11,26 @@ a list means adding a `JobList` below and its name to `settings.RESOURCES`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from functools import cached_property
+from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
 from urllib.parse import quote
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
+from .columnar import ColumnTypeError, ColumnTypes, empty_table, table_of
+from .errors import UpstreamError
 from .http.client import FineTuningApi
 from .ledger import JobLedger
-from .rows import checkpoint_row, event_row, require_item, step_metrics_row
-from .schema import CHECKPOINT_COLUMNS, EVENT_COLUMNS, STEP_METRICS_COLUMNS
-from .settings import JOBS_PATH, TERMINAL_STATUSES
+from .rows import checkpoint_row, event_row, grader_rows, require_item, step_metrics_row
+from .schema import (
+    CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    STEP_GRADER_SCORE_COLUMNS,
+    STEP_METRICS_COLUMNS,
+)
+from .settings import GRADER_LIST, JOBS_PATH, TERMINAL_STATUSES
 from .stats import RunStats
 
 Row = Dict[str, Any]
@@ -32,24 +41,29 @@ class DerivedTable:
     """A table filled from some items of a list, in the same pass.
 
     Attributes:
-        name: Table name; merged on `id`.
+        name: Table name.
         columns: Column hints.
-        takes: Which items it is made from.
-        row: Item and job id to row; None when the item cannot make one (it is counted).
+        key: Primary key (merged on it).
     """
 
     name: str
     columns: TTableSchemaColumns
-    takes: Callable[[Row], bool]
-    row: Callable[[Row, str], Optional[Row]]
+    key: Tuple[str, ...] = ("id",)
+
+    @cached_property
+    def types(self) -> ColumnTypes:
+        return ColumnTypes(self.columns)
 
     def register(self, resource: DltResource) -> None:
         """Gives the resource this table's hints, once, before any item."""
-        register_table(resource, self.name, self.columns, "id")
+        register_table(resource, self.name, self.columns, list(self.key))
 
 
 def register_table(
-    resource: DltResource, table: str, columns: TTableSchemaColumns, primary_key: str
+    resource: DltResource,
+    table: str,
+    columns: TTableSchemaColumns,
+    primary_key: Union[str, List[str]],
 ) -> None:
     """Gives a resource the hints of another table it fills (merged on `primary_key`), once,
     before any item.
@@ -68,6 +82,13 @@ def register_table(
     )
 
 
+Derive = Callable[[List[Row], str, RunStats], Dict[str, List[Row]]]
+
+
+def _no_derived(items: List[Row], job_id: str, stats: RunStats) -> Dict[str, List[Row]]:
+    return {}
+
+
 @dataclass(frozen=True)
 class JobList:
     """A newest-first list under each job, loaded into one table merged on `id`.
@@ -77,39 +98,77 @@ class JobList:
         path: The list's path under `fine_tuning/jobs/{id}/`.
         item: What an item is called in messages.
         columns: Column hints of the table.
-        row: Item, job id and endpoint to row.
+        row: Item and job id to a flat row.
         derived: Tables made from the same items.
+        derive: A page's items and job id to the rows of each derived table (it counts the
+            items that cannot make a row).
     """
 
     name: str
     path: str
     item: str
     columns: TTableSchemaColumns
-    row: Callable[[Row, str, str], Row]
+    row: Callable[[Row, str], Row]
     derived: Tuple[DerivedTable, ...] = ()
+    derive: Derive = _no_derived
+
+    @cached_property
+    def types(self) -> ColumnTypes:
+        return ColumnTypes(self.columns)
 
     def table_markers(self) -> Iterator[Any]:
         """Items that create this list's tables even when they get no rows."""
-        yield dlt.mark.materialize_table_schema()
+        yield empty_table(self.types, ("id",))
         for table in self.derived:
-            yield dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), table.name)
+            yield dlt.mark.with_table_name(empty_table(table.types, table.key), table.name)
 
     def dlt_items(
         self, items: List[Row], job_id: str, endpoint: str, stats: RunStats
     ) -> Iterator[Any]:
-        """The rows of one page for dlt: this list's table, then each derived table."""
-        yield [self.row(item, job_id, endpoint) for item in items]
-        for table in self.derived:
-            rows = []
-            for item in items:
-                if table.takes(item):
-                    row = table.row(item, job_id)
-                    if row is None:
-                        stats.count_skipped(table.name)
-                    else:
-                        rows.append(row)
-            if rows:
-                yield dlt.mark.with_table_name(rows, table.name)
+        """The rows of one page for dlt, as Arrow tables: this list's table, then each derived
+        table that has rows.
+
+        Raises:
+            UpstreamError: when a value does not fit its column's type (a text `step_number`),
+                naming the endpoint and the value.
+        """
+        tables = [(self.name, self.types, ("id",), [self.row(item, job_id) for item in items])]
+        derived = self.derive(items, job_id, stats)
+        tables += [
+            (t.name, t.types, t.key, derived[t.name]) for t in self.derived if derived.get(t.name)
+        ]
+        for name, types, key, rows in tables:
+            try:
+                table = table_of(rows, types, key)
+            except ColumnTypeError as error:
+                raise UpstreamError(f"{endpoint} answered {self.item}s with {error}") from None
+            yield table if name == self.name else dlt.mark.with_table_name(table, name)
+
+
+def metrics_rows(events: List[Row], job_id: str, stats: RunStats) -> Dict[str, List[Row]]:
+    """`step_metrics` rows of a page's `metrics` events, and `step_grader_scores` rows of
+    their per-grader lists (a list with an entry that is not an object stays JSON text in its
+    step's row). A metrics event that cannot make a row is counted."""
+    steps: List[Row] = []
+    graders: List[Row] = []
+    for event in events:
+        if event.get("type") != "metrics":
+            continue
+        made = step_metrics_row(event, job_id)
+        if made is None:
+            stats.count_skipped("step_metrics")
+            continue
+        row, lists = made
+        listed = lists.pop(GRADER_LIST, None)
+        if listed is not None:
+            rows = grader_rows(row, listed)
+            if rows is None:
+                lists[GRADER_LIST] = listed
+            else:
+                graders.extend(rows)
+        row.update(lists)
+        steps.append(row)
+    return {"step_metrics": steps, "step_grader_scores": graders}
 
 
 JOB_LISTS: Tuple[JobList, ...] = (
@@ -127,13 +186,10 @@ JOB_LISTS: Tuple[JobList, ...] = (
         columns=EVENT_COLUMNS,
         row=event_row,
         derived=(
-            DerivedTable(
-                name="step_metrics",
-                columns=STEP_METRICS_COLUMNS,
-                takes=lambda event: event.get("type") == "metrics",
-                row=step_metrics_row,
-            ),
+            DerivedTable("step_metrics", STEP_METRICS_COLUMNS),
+            DerivedTable("step_grader_scores", STEP_GRADER_SCORE_COLUMNS, ("id", "position")),
         ),
+        derive=metrics_rows,
     ),
 )
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from .columnar import flatten_into
 from .errors import UpstreamError
 from .settings import (
     FILE_TIMESTAMP_FIELDS,
@@ -21,9 +22,11 @@ from .settings import (
     TERMINAL_STATUSES,
 )
 
-# Keys of a metrics event's `data` that would collide with the row's own columns.
+# Keys of a metrics event's `data` that would collide with the row's own columns, and the two
+# that are whole numbers.
 _STEP_ROW_KEYS = ("id", "fine_tuning_job_id", "created_at")
 _STEP_INTEGERS = ("step", "total_steps")
+_STEP_KEYS = frozenset(_STEP_ROW_KEYS + _STEP_INTEGERS)
 
 
 def _is_number(value: Any) -> bool:
@@ -72,18 +75,6 @@ def require_item(item: Any, endpoint: str, kind: str) -> Dict[str, Any]:
     return item
 
 
-def as_doubles(value: Any) -> Any:
-    """Every number inside `value` as a float, so a metric first seen as an integer still
-    creates a DOUBLE column (no `__v_double` variant when a fraction arrives later)."""
-    if _is_number(value):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: as_doubles(inner) for key, inner in value.items()}
-    if isinstance(value, list):
-        return [as_doubles(inner) for inner in value]
-    return value
-
-
 def is_final(job: Dict[str, Any], now: Optional[float] = None) -> bool:
     """True when the job's record will not change again: it ended, and it lists its results
     files (or ended more than a day ago: failed and cancelled jobs usually get none). Until
@@ -106,32 +97,47 @@ def job_row(job: Dict[str, Any], endpoint: str) -> Dict[str, Any]:
     return row
 
 
-def checkpoint_row(checkpoint: Dict[str, Any], job_id: str, endpoint: str) -> Dict[str, Any]:
-    """The `checkpoints` row; every numeric metric a float."""
-    row = dict(checkpoint)
-    row["created_at"] = _utc(
-        checkpoint["created_at"], endpoint, "checkpoint", row["id"], "created_at"
-    )
-    row.setdefault("fine_tuning_job_id", job_id)
-    if isinstance(checkpoint.get("metrics"), dict):
-        row["metrics"] = as_doubles(checkpoint["metrics"])
+def _flat_item(item: Dict[str, Any], skip: str = "") -> Dict[str, Any]:
+    """A list item as a flat row: nested objects flattened (`metrics__train_loss`, their
+    numbers as floats), other values as sent (lists become JSON text in `columnar`)."""
+    row: Dict[str, Any] = {}
+    lists: Dict[str, Any] = {}
+    for key, value in item.items():
+        if key == skip:
+            continue
+        if type(value) is dict:
+            flatten_into(row, value, key + "__", lists)
+        else:
+            row[key] = value
+    row.update(lists)
     return row
 
 
-def event_row(event: Dict[str, Any], job_id: str, endpoint: str) -> Dict[str, Any]:
+def checkpoint_row(checkpoint: Dict[str, Any], job_id: str) -> Dict[str, Any]:
+    """The `checkpoints` row: `metrics` flattened, every metric a float (so a metric first
+    seen as an integer still makes a DOUBLE column); `created_at` in Unix seconds, checked by
+    `require_item`."""
+    row = _flat_item(checkpoint)
+    row.setdefault("fine_tuning_job_id", job_id)
+    return row
+
+
+def event_row(event: Dict[str, Any], job_id: str) -> Dict[str, Any]:
     """The `events` row: the event as sent (its `data` whole, as JSON), with its job id."""
     row = {key: value for key, value in event.items() if key != "object"}
-    row["created_at"] = _utc(event["created_at"], endpoint, "event", event["id"], "created_at")
     row["fine_tuning_job_id"] = job_id
     return row
 
 
-def step_metrics_row(event: Dict[str, Any], job_id: str) -> Optional[Dict[str, Any]]:
-    """The `step_metrics` row of a `metrics` event, or None when its `data` cannot make one
-    (not an object, or a `step` / `total_steps` that is not a whole number).
+def step_metrics_row(
+    event: Dict[str, Any], job_id: str
+) -> Optional[Tuple[Dict[str, Any], Dict[str, List[Any]]]]:
+    """(the `step_metrics` row, the lists inside `data` by flattened name) of a `metrics`
+    event, or None when its `data` cannot make one (not an object, or a `step` /
+    `total_steps` that is not a whole number).
 
-    Numeric leaves become floats; nested objects are flattened by dlt (`scores__train_...`)
-    and lists become child tables. The event's `created_at` was checked by `event_row`.
+    Numeric leaves become floats; nested objects are flattened (`scores__train_reward_mean`).
+    The event's `created_at` was checked by `require_item`.
     """
     data = event.get("data")
     if not isinstance(data, dict):
@@ -139,20 +145,39 @@ def step_metrics_row(event: Dict[str, Any], job_id: str) -> Optional[Dict[str, A
     row: Dict[str, Any] = {
         "id": event["id"],
         "fine_tuning_job_id": job_id,
-        "created_at": datetime.fromtimestamp(event["created_at"], tz=UTC),
+        "created_at": event["created_at"],
     }
-    for key, value in data.items():
-        if key in _STEP_ROW_KEYS:
-            continue  # kept in events.data; the row's own columns win
-        if key in _STEP_INTEGERS:
-            if value is None:
-                continue
-            if not _is_number(value) or not float(value).is_integer():
-                return None
-            row[key] = int(value)
-        else:
-            row[key] = as_doubles(value)
-    return row
+    lists: Dict[str, List[Any]] = {}
+    for key in _STEP_INTEGERS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if not _is_number(value) or not float(value).is_integer():
+            return None
+        row[key] = int(value)
+    flatten_into(row, {k: v for k, v in data.items() if k not in _STEP_KEYS}, "", lists)
+    return row, lists
+
+
+def grader_rows(step_row: Dict[str, Any], graders: List[Any]) -> Optional[List[Dict[str, Any]]]:
+    """The `step_grader_scores` rows of a step's per-grader list (`position` its place in the
+    list), or None when an entry is not an object (the list then stays JSON in the step's
+    row)."""
+    if not all(type(grader) is dict for grader in graders):
+        return None
+    rows = []
+    for position, grader in enumerate(graders):
+        row: Dict[str, Any] = {
+            "id": step_row["id"],
+            "position": position,
+            "fine_tuning_job_id": step_row["fine_tuning_job_id"],
+            "step": step_row.get("step"),
+        }
+        lists: Dict[str, Any] = {}
+        flatten_into(row, {k: v for k, v in grader.items() if k not in row}, "", lists)
+        row.update(lists)
+        rows.append(row)
+    return rows
 
 
 def file_row(record: Dict[str, Any], endpoint: str) -> Dict[str, Any]:

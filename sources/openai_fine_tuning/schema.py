@@ -1,7 +1,8 @@
 """Column hints of every table: types the data alone would not give (timestamps, JSON, BIGINT).
 
 Columns not named here still load: dlt adds them as they appear (a new metric becomes a new
-DOUBLE column, because rows carry every number as a float).
+DOUBLE column, because rows carry every number as a float). The tables handed to dlt as Arrow
+take their column types from here too (`columnar.ColumnTypes`).
 """
 
 from typing import Any, Dict
@@ -71,6 +72,14 @@ STEP_METRICS_COLUMNS: TTableSchemaColumns = {
     **_job_item(),
     "step": _column("bigint"),
     "total_steps": _column("bigint"),
+}  # type: ignore[dict-item]
+
+STEP_GRADER_SCORE_COLUMNS: TTableSchemaColumns = {
+    "id": _key(),  # the step's: its `metrics` event's id
+    "position": _key("bigint"),  # the grader's place in the step's list, from 0
+    "fine_tuning_job_id": _column("text", nullable=False),
+    "step": _column("bigint"),
+    "name": _column("text"),
 }  # type: ignore[dict-item]
 
 FILE_COLUMNS: TTableSchemaColumns = {

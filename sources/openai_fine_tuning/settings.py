@@ -67,8 +67,15 @@ RESULT_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_mean_toke
 RESULT_BATCH_ROWS = 5_000  # rows per item handed to dlt while streaming a results file
 # Training and validation files (JSONL): which job fields name them, and as what.
 TRAINING_FILE_ROLES = (("training_file", "training"), ("validation_file", "validation"))
+# Rows of a table gathered across jobs before they go to dlt as one Arrow table (dlt's cost
+# per Arrow item is a few ms, its cost per row nearly nothing)
+ARROW_BATCH_ROWS = 20_000
 TRAINING_BATCH_ROWS = 20_000  # `training_examples` rows per Arrow table handed to dlt
 MODELS_PATH = "models"
+
+# The per-grader list of a reinforcement step's `data` (`scores.graders`, flattened): its
+# entries become rows of `step_grader_scores`.
+GRADER_LIST = "scores__graders"
 
 CHECKPOINT_METRICS = (
     "step",

@@ -27,6 +27,8 @@ from dlt.extract.items import DataItemWithMeta
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 
+from .batching import ArrowBatcher, Batch
+from .columnar import keep_json_hints_quietly, with_row_ids
 from .connection import resolve_connection, setting
 from .http.client import FineTuningApi, redact_url
 from .job_files import iter_file_rows, iter_result_rows
@@ -38,6 +40,7 @@ from .org_lists import ORG_LISTS
 from .rows import is_final, job_row
 from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS, TRAINING_EXAMPLE_COLUMNS
 from .settings import (
+    ARROW_BATCH_ROWS,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_MAX_ATTEMPTS,
@@ -54,6 +57,8 @@ from .training_data import SCHEMA as TRAINING_EXAMPLES_SCHEMA
 from .training_data import iter_training_items
 
 LEDGER_KEY = "jobs_ledger"
+# the resources whose rows go to dlt as Arrow tables (`columnar`)
+ARROW_RESOURCES = ("checkpoints", "events", "results", "training_data")
 # dlt gives rows it gets as Arrow tables (`training_examples`) no `_dlt_load_id` unless told:
 # every table then says which load wrote a row, as the others do (and a run's rows can be
 # counted in the destination). Set here, unless configured, so `pipeline.run()` gets it too.
@@ -78,13 +83,16 @@ def ledger_counts(pipeline_state: Any) -> tuple[Optional[int], Optional[int]]:
 class JobTask:
     """A job to read on this run, with the ledger that records what was loaded of it.
 
-    `job` is None for the marker sent before the jobs: it creates the tables of a resource on
-    its first run, even when the organization has no jobs (or no such rows) yet.
+    `job` is None for the two markers around the jobs: the first (`last` false) creates the
+    tables of a resource on its first run, even when the organization has no jobs (or no such
+    rows) yet; the last (`last` true) says no job follows, so the rows gathered for the last
+    batch go out (`batching`).
     """
 
     job: Optional[Dict[str, Any]]
     ledger: JobLedger
     selected: FrozenSet[str] = frozenset(PER_JOB_RESOURCES)  # the per-job resources running
+    last: bool = False
 
 
 def _prepare_extraction() -> List[str]:
@@ -115,12 +123,25 @@ def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
     stats.count_rows(table, len(data) if isinstance(data, (list, pa.Table)) else 1)
 
 
+def _arrow_part(item: Any, own_table: str) -> tuple[str, Optional[pa.Table]]:
+    """(table name, Arrow table) of a yielded item; the table is None for dict rows."""
+    if isinstance(item, DataItemWithMeta) and isinstance(item.data, pa.Table):
+        return getattr(item.meta, "table_name", own_table), item.data
+    return own_table, item if isinstance(item, pa.Table) else None
+
+
+def _for_dlt(batches: List[Batch], own_table: str) -> Iterator[Any]:
+    for table_name, table in batches:
+        yield table if table_name == own_table else dlt.mark.with_table_name(table, table_name)
+
+
 def _per_job(
     name: str,
     tasks: DltResource,
     stats: RunStats,
     read: Callable[[JobTask], Iterable[Any]],
     columns: TTableSchemaColumns,
+    batcher: ArrowBatcher,
     primary_key: Sequence[str] = ("id",),
     markers: Callable[[], Iterable[Any]] = lambda: [dlt.mark.materialize_table_schema()],
     parallelized: bool = True,
@@ -129,26 +150,38 @@ def _per_job(
     """A merged transformer over the jobs to read that skips jobs settled for it.
 
     With `parallelized`, each job's generator runs in dlt's extract thread pool, one step at
-    a time, so one job's pages stay in order while jobs overlap.
+    a time, so one job's pages stay in order while jobs overlap. Arrow tables go to dlt in
+    batches gathered across jobs (`batching`); rows of the resource's own table get their
+    `_dlt_id` from `primary_key`.
     """
+    own_table = table_name or name
 
     def per_job(task: JobTask) -> Iterator[Any]:
         if task.job is None:
-            if not task.ledger.is_started(name):
+            if task.last:
+                yield from _for_dlt(batcher.listing_done(), own_table)
+            elif not task.ledger.is_started(name):
                 yield from markers()
                 task.ledger.mark_started(name)
             return
         if not task.ledger.is_settled(task.job["id"], name):
             for item in read(task):
                 _count_rows(stats, name, item)
-                yield item
+                table, rows = _arrow_part(item, own_table)
+                if rows is None:
+                    yield item
+                    continue
+                if table == own_table:
+                    rows = with_row_ids(rows, primary_key)
+                yield from _for_dlt(batcher.add(table, rows), own_table)
         stats.count_job_done(name)
+        yield from _for_dlt(batcher.job_done(), own_table)
 
     return dlt.transformer(
         per_job,
         data_from=tasks,
         name=name,
-        table_name=table_name or name,
+        table_name=own_table,
         write_disposition="merge",
         primary_key=list(primary_key),
         columns=columns,
@@ -220,6 +253,7 @@ def openai_fine_tuning(
         and `models`, each merged.
     """
     _arrow_rows_carry_their_load_id()
+    keep_json_hints_quietly(ARROW_RESOURCES)
     connection = resolve_connection(api_type, api_key, base_url, api_version, azure_ad_token)
     options = ApiOptions(
         api_key=connection.credential,
@@ -246,6 +280,7 @@ def openai_fine_tuning(
         }
     wanted = clean_job_ids(job_ids)
     chosen = clean_resources(resources)
+    batchers = {name: ArrowBatcher(ARROW_BATCH_ROWS) for name in PER_JOB_RESOURCES}
 
     @dlt.resource(name="jobs_to_read", selected=False)
     def jobs_to_read() -> Iterator[JobTask]:
@@ -255,6 +290,9 @@ def openai_fine_tuning(
             state_owner.claim(state)
         ledger = JobLedger(state, PER_JOB_RESOURCES)
         running = frozenset(selected)
+        batching = [batchers[name] for name in running]
+        for batcher in batching:
+            batcher.reset()
         yield JobTask(None, ledger, running)
         listing = (
             iter_configured_jobs(api, ledger, wanted, selected)
@@ -263,7 +301,10 @@ def openai_fine_tuning(
         )
         for job in listing:
             api.stats.count_job()
+            for batcher in batching:  # before the task reaches a reader
+                batcher.expect()
             yield JobTask(job, ledger, running)
+        yield JobTask(None, ledger, running, last=True)
 
     def read_job(task: JobTask) -> Iterator[Dict[str, Any]]:
         """A job's row when it changed; a terminal job is then settled for `jobs`."""
@@ -281,7 +322,13 @@ def openai_fine_tuning(
                 yield from spec.dlt_items(items, job_id, endpoint, api.stats)
 
         return _per_job(
-            spec.name, jobs_to_read, api.stats, read_list, spec.columns, markers=spec.table_markers
+            spec.name,
+            jobs_to_read,
+            api.stats,
+            read_list,
+            spec.columns,
+            batchers[spec.name],
+            markers=spec.table_markers,
         )
 
     def read_training_data(task: JobTask) -> Iterator[Any]:
@@ -293,7 +340,15 @@ def openai_fine_tuning(
 
     all_resources = [
         # the job row is cheap and needs no request: no thread pool for it
-        _per_job("jobs", jobs_to_read, api.stats, read_job, JOB_COLUMNS, parallelized=False),
+        _per_job(
+            "jobs",
+            jobs_to_read,
+            api.stats,
+            read_job,
+            JOB_COLUMNS,
+            batchers["jobs"],
+            parallelized=False,
+        ),
         *(job_list(spec) for spec in JOB_LISTS),
         _per_job(
             "files",
@@ -301,6 +356,7 @@ def openai_fine_tuning(
             api.stats,
             lambda t: iter_file_rows(api, t.ledger, t.job, "training_data" in t.selected),
             FILE_COLUMNS,
+            batchers["files"],
         ),
         _per_job(
             "results",
@@ -308,6 +364,7 @@ def openai_fine_tuning(
             api.stats,
             lambda t: iter_result_rows(api, t.ledger, t.job),
             RESULT_ROW_COLUMNS,
+            batchers["results"],
             primary_key=("file_id", "step"),
         ),
         _per_job(
@@ -316,10 +373,11 @@ def openai_fine_tuning(
             api.stats,
             read_training_data,
             TRAINING_EXAMPLE_COLUMNS,
+            batchers["training_data"],
             primary_key=("file_id", "line"),
             table_name="training_examples",
             markers=lambda: [
-                TRAINING_EXAMPLES_SCHEMA.empty_table(),
+                with_row_ids(TRAINING_EXAMPLES_SCHEMA.empty_table(), ("file_id", "line")),
                 dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
             ],
         ),

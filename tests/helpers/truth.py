@@ -181,8 +181,10 @@ def assert_events_equal_truth(loader: Loader, world: FineTuningWorld, only: Only
 
 
 def assert_step_metrics_equal_truth(loader: Loader, world: FineTuningWorld, only: Only = None):
+    """`step_metrics` (one row per metrics event, `data` flattened, lists apart) and
+    `step_grader_scores` (one row per step and entry of its `scores.graders`)."""
     expected: Dict[str, Dict[str, Any]] = {}
-    children: Dict[str, Dict[Tuple[str, int], Dict[str, Any]]] = {}
+    graders: Dict[Tuple[str, int], Dict[str, Any]] = {}
     for job_id, events in world.truth_events().items():
         for event in events if _kept(job_id, only) else ():
             if event.get("type") != "metrics" or not isinstance(event.get("data"), dict):
@@ -194,23 +196,21 @@ def assert_step_metrics_equal_truth(loader: Loader, world: FineTuningWorld, only
                 "fine_tuning_job_id": job_id,
                 "created_at": event["created_at"],
             }
-            for path, items in lists.items():
-                table = children.setdefault(f"step_metrics__{path}", {})
-                for index, item in enumerate(items):
-                    table[(event["id"], index)] = flatten_metrics(item)[0]
+            assert set(lists) <= {"scores__graders"}  # the sandbox's only list
+            for position, grader in enumerate(lists.get("scores__graders", ())):
+                graders[(event["id"], position)] = {
+                    **flatten_metrics(grader)[0],
+                    "id": event["id"],
+                    "position": position,
+                    "fine_tuning_job_id": job_id,
+                    "step": columns.get("step"),
+                }
     loaded = {
         r["id"]: _epoch_keys(_without_dlt(r), ["created_at"]) for r in loader.rows("step_metrics")
     }
     _same_rows(loaded, expected)
-    for table, rows in children.items():
-        got = loader.query(
-            f"SELECT c.*, p.id AS _event FROM {{dataset}}.{table} c JOIN"
-            " {dataset}.step_metrics p ON c._dlt_parent_id = p._dlt_id"
-        )
-        _same_rows(
-            {(r["_event"], r["_dlt_list_idx"]): _without_dlt({**r, "_event": None}) for r in got},
-            {key: {**row, "_event": None} for key, row in rows.items()},
-        )
+    got = loader.rows("step_grader_scores")
+    _same_rows({(r["id"], r["position"]): _without_dlt(r) for r in got}, graders)
 
 
 def referenced_file_ids(world: FineTuningWorld, only: Only = None) -> Set[str]:

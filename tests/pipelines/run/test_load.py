@@ -19,7 +19,7 @@ from pipelines.run import TABLES, load
 from tests.helpers import API_KEY, Loader, assert_history_equal_truth, no_change_rows
 
 # every table a load writes: the resources' and the derived ones
-WRITTEN = (*TABLES, "step_metrics__scores__graders")
+WRITTEN = (*TABLES, "step_grader_scores")
 
 STOPPED = "nothing loaded is lost, and the next run finishes what this one started"
 

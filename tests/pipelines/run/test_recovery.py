@@ -164,7 +164,7 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
         "results": loader.count("results"),
         "training_examples": loader.count("training_examples"),
         "models": loader.count("models"),
-        "step_metrics__scores__graders": loader.count("step_metrics__scores__graders"),
+        "step_grader_scores": loader.count("step_grader_scores"),
     }
 
 

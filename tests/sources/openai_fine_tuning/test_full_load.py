@@ -35,7 +35,7 @@ def test_full_load_equals_sandbox_truth(loader, world):
     events = [e for job_events in world.truth_events().values() for e in job_events]
     metrics = [e for e in events if e.get("type") == "metrics"]
     graders = sum(len(e["data"].get("scores", {}).get("graders", ())) for e in metrics)
-    assert graders > 0  # reinforcement jobs: per-grader scores in a child table
+    assert graders > 0  # reinforcement jobs: per-grader scores, a table of their own
     assert summary.rows == {
         "jobs": 12,
         "checkpoints": len(world.truth_checkpoints()),
@@ -45,7 +45,7 @@ def test_full_load_equals_sandbox_truth(loader, world):
         "results": len(world.truth_results()),
         "training_examples": training_lines(world),
         "models": len(world.truth_models()),
-        "step_metrics__scores__graders": graders,
+        "step_grader_scores": graders,
     }
     assert summary.jobs_seen == 12
     assert summary.missing_files == sorted(world.deleted_file_ids())
@@ -88,8 +88,9 @@ def test_column_types(loader, world):
         "timing__step_seconds",
     ):
         assert types[f"step_metrics.{metric}"] == "DOUBLE", metric
-    assert types["step_metrics__scores__graders.train_reward_mean"] == "DOUBLE"
-    assert types["step_metrics__scores__graders.name"] == "VARCHAR"
+    assert types["step_grader_scores.train_reward_mean"] == "DOUBLE"
+    assert types["step_grader_scores.name"] == "VARCHAR"
+    assert types["step_grader_scores.position"] == types["step_grader_scores.step"] == "BIGINT"
     assert types["files.created_at"] == types["files.expires_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["files.bytes"] == "BIGINT"
     assert types["results.step"] == "BIGINT"
