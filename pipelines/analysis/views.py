@@ -15,7 +15,9 @@ let each read tables a run may not have made yet, belong together (`job_summary`
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import dlt
@@ -439,8 +441,16 @@ def view_statements(
     return statements
 
 
+VIEWS_FINGERPRINT = "views.sha256"  # in the pipeline's working dir: what the views were made of
+
+
 def create_views(pipeline: dlt.Pipeline) -> List[str]:
-    """(Re)creates the views in the pipeline's dataset; returns their names.
+    """(Re)creates the views in the pipeline's dataset when their definition changed (a new
+    column or table, a new version); returns their names.
+
+    The definition follows the destination's columns, so a run that adds none (a no-change
+    rerun) finds the same statements: their SHA-256, kept in the pipeline's working dir, then
+    matches and, while every view still exists, nothing is executed.
 
     Nothing happens on destinations without a lasting SQL schema: plain `filesystem`, whose
     SQL client is an in-memory DuckDB over the files (views made there vanish with the
@@ -467,9 +477,22 @@ def create_views(pipeline: dlt.Pipeline) -> List[str]:
         for table, column in rows or ():
             tables.setdefault(table, set()).add(column)
         statements = view_statements(tables, qualify, dialect)
+        made = [name for name in VIEWS if any(qualify[name] in s for s in statements)]
+        fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+        stored = Path(pipeline.working_dir) / VIEWS_FINGERPRINT
+        if all(name in tables for name in made) and _read(stored) == fingerprint:
+            return made
         for statement in statements:
             client.execute_sql(statement)
-    return [name for name in VIEWS if any(qualify[name] in s for s in statements)]
+    stored.write_text(fingerprint)
+    return made
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 SHUTDOWN_HORIZON_DAYS = 90  # the summary names the models that stop serving within this

@@ -30,6 +30,7 @@ from pipelines.run.prepare import prepare_run
 from pipelines.run.recovery import finish_interrupted_run
 from pipelines.run.signals import end_children_with_parent
 from pipelines.run.summary import LoadSummary
+from pipelines.run.warmup import import_in_background
 from sources.openai_fine_tuning import RunStats, ledger_counts
 from sources.openai_fine_tuning.http.stopping import clear_stop
 
@@ -102,6 +103,7 @@ def load(
     clear_stop()  # a stop asked of an earlier run in this process is not this run's
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
+    import_in_background()  # what dlt's load step imports, while extraction waits on the API
     try:
         prepared = prepare_run(
             destination,

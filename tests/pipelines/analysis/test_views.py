@@ -83,3 +83,46 @@ def test_views_exist_with_no_data_and_take_shape_later(target, tmp_path):
         # then the events: they win where both have a value
         _run(target, sandbox)
         assert_views_equal_truth(target, world)
+
+
+def _view_ids(target) -> Dict[str, int]:
+    """Each view's object id: a view dropped and created again gets a new one."""
+    if target.name == "duckdb":
+        sql = (
+            "SELECT view_name AS name, view_oid AS oid FROM duckdb_views()"
+            f" WHERE schema_name = '{target.dataset}'"
+        )
+    else:
+        sql = (
+            "SELECT c.relname AS name, CAST(c.oid AS BIGINT) AS oid FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE n.nspname = '{target.dataset}' AND c.relkind = 'v'"
+        )
+    return {r["name"]: r["oid"] for r in target.query(sql)}
+
+
+def test_views_are_made_again_only_when_the_columns_change(target, sandbox, world):
+    some = {"resources": ["jobs", "checkpoints"]}
+    first = _run(target, sandbox, **some)
+    made = _view_ids(target)
+    assert sorted(made) == sorted(first.views)
+
+    world.advance(seconds=3600, new_checkpoints=2)  # new rows, no new column
+    assert _run(target, sandbox, **some).views == first.views  # the same views, untouched
+    assert _view_ids(target) == made
+
+    # events, files and the rest bring their tables: every view is made again
+    _run(target, sandbox)
+    remade = _view_ids(target)
+    assert sorted(remade) == sorted(made)
+    assert all(remade[name] != made[name] for name in made)
+    assert_views_equal_truth(target, world)
+
+    # a view dropped by hand is made again by the next run, even with nothing new
+    with target.reading():
+        target.client.execute_sql(
+            f"DROP VIEW {target.client.make_qualified_table_name('job_summary')}"
+        )
+    _run(target, sandbox)
+    assert sorted(_view_ids(target)) == sorted(made)
+    assert_views_equal_truth(target, world)
