@@ -197,7 +197,7 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
         after, fetched = None, 0
         while True:
             params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
-            body = session.get(f"{base}/{path}", params=params, timeout=60).json()
+            body = _json(session.get(f"{base}/{path}", params=params, timeout=60))
             items += body["data"]
             fetched += 1
             if not body["has_more"] or (stop_after is not None and fetched >= stop_after):
@@ -217,7 +217,7 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
         )
         if content:
             return len(response.content) and 1
-        response.json()
+        _json(response)
         return int(response.status_code == 200)
 
     def data_file_once(file_id: str) -> int:
@@ -230,25 +230,36 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
         response = session.get(f"{base}/files/{file_id}", timeout=60)
         if response.status_code != 200:
             return 0
-        response.json()
+        _json(response)
         with session.get(f"{base}/files/{file_id}/content", timeout=60, stream=True) as body:
             return 1 + _parse_lines(body.iter_content(256 * 1024))
 
+    wanted = set(args.resources.split(",")) if args.resources else None
+
+    def needs(resource: str) -> bool:
+        return wanted is None or resource in wanted
+
     def models() -> int:
-        return len(session.get(f"{base}/models", timeout=60).json()["data"])
+        if not needs("models"):
+            return 0
+        return len(_json(session.get(f"{base}/models", timeout=60))["data"])
 
     def job_work(job: Dict[str, Any]) -> List[Any]:
         job_id = job["id"]
         work = [
-            pool.submit(pages, f"fine_tuning/jobs/{job_id}/checkpoints"),
-            pool.submit(pages, f"fine_tuning/jobs/{job_id}/events"),
+            pool.submit(pages, f"fine_tuning/jobs/{job_id}/{kind}")
+            for kind in ("checkpoints", "events")
+            if needs(kind)
         ]
         for file_id in dict.fromkeys([job.get("training_file"), job.get("validation_file")]):
-            if file_id:
+            if file_id and needs("training_data"):
                 work.append(pool.submit(data_file_once, file_id))
+            elif file_id and needs("files"):
+                work.append(pool.submit(file_once, file_id, False))
         for file_id in job.get("result_files") or ():
-            work.append(pool.submit(file_once, file_id, False))
-            if job["status"] in _TERMINAL:
+            if needs("files") or needs("results"):
+                work.append(pool.submit(file_once, file_id, False))
+            if job["status"] in _TERMINAL and needs("results"):
                 work.append(pool.submit(file_once, file_id, True))
         return work
 
@@ -267,13 +278,14 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
                 pool.submit(pages, f"fine_tuning/jobs/{truth[i]['id']}/{kind}", 1)
                 for i in open_jobs
                 for kind in ("checkpoints", "events")
+                if needs(kind)
             ]
         else:
             futures = [pool.submit(models)]
             after = None
             while True:  # stream: a job's work starts as soon as it is listed
                 params: Dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
-                body = session.get(f"{base}/fine_tuning/jobs", params=params, timeout=60).json()
+                body = _json(session.get(f"{base}/fine_tuning/jobs", params=params, timeout=60))
                 rows += len(body["data"])
                 for job in body["data"]:
                     futures += job_work(job)
@@ -284,6 +296,11 @@ def run_floor(args: argparse.Namespace) -> Dict[str, Any]:
             result = future.result()
             rows += len(result) if isinstance(result, list) else result
     return {"wall": time.perf_counter() - started, "rows": rows}
+
+
+def _json(response: requests.Response) -> Any:
+    """The body parsed once, by orjson (as this project parses it)."""
+    return orjson.loads(response.content)
 
 
 def _parse_lines(chunks: Iterator[bytes]) -> int:
@@ -325,7 +342,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--rerun", action="store_true")
-    parser.add_argument("--resources", help="ours only: the resources to load (default all)")
+    parser.add_argument("--resources", help="ours and floor: the resources to load (default all)")
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
