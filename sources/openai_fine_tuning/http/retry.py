@@ -181,7 +181,7 @@ class RetryingSession(requests.Session):
             attempt += 1
             tries += 1
             try:
-                with self.gate:
+                with self.gate as started:
                     response = super().send(request, **kwargs)
             except RETRY_EXCEPTIONS as error:
                 self._retry_or_give_up(error, attempt, tries, endpoint, request, UpstreamError)
@@ -189,7 +189,7 @@ class RetryingSession(requests.Session):
             server_delay = None
             if response.status_code == 429:
                 server_delay = self.policy.server_delay(response)
-                self.gate.rate_limited(server_delay)
+                self.gate.rate_limited(server_delay, started)
                 self._on_rate_limit(
                     None if server_delay is None else time.monotonic() + server_delay
                 )
@@ -197,7 +197,7 @@ class RetryingSession(requests.Session):
                 if paced and tries < PACED_TRIES_FACTOR * max_attempts:
                     attempt -= 1
             elif response.status_code < 400:
-                self.gate.succeeded()
+                self.gate.succeeded(started)
             if response.status_code < 400 and read_body is not None:
                 try:
                     response.body_read = read_body(response.iter_content(BODY_CHUNK_BYTES))  # type: ignore[attr-defined]

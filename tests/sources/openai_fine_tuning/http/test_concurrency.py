@@ -87,38 +87,6 @@ def test_gate_halves_on_429_once_per_burst_and_grows_back():
     assert gate.limit == 8  # capped at the worker count
 
 
-def test_a_429_with_retry_after_pauses_every_start_until_then_and_paces_them():
-    """The server said when its next slot is free: every start waits until then, and the
-    starts after it come one slot apart, not all at once (they would only collect 429s)."""
-    clock = FakeClock()
-    gate = RequestGate(4, clock=clock, sleep=clock.sleep)
-    gate.rate_limited(retry_after=0.25)
-    starts = []
-    for _ in range(3):
-        with gate:
-            starts.append(round(clock.now - 100.0, 6))
-    assert starts == [0.25, 0.5, 0.75]
-    gate.rate_limited()  # no server time: only the concurrency halves
-    with gate:
-        assert round(clock.now - 100.0, 6) == 1.0  # still paced
-
-
-def test_the_pace_shortens_as_answers_come_back_fine():
-    clock = FakeClock()
-    gate = RequestGate(4, clock=clock, sleep=clock.sleep)
-    gate.rate_limited(retry_after=0.5)
-    with gate:
-        first = clock.now
-    for _ in range(50):
-        gate.succeeded()
-    with gate:
-        second = clock.now
-    with gate:
-        third = clock.now
-    assert round(second - first, 6) == 0.5  # set before the successes
-    assert round(third - second, 6) == round(0.5 * 0.97**50, 6)  # 3% shorter per success
-
-
 def test_a_server_that_rate_limits_never_fails_the_run_and_the_load_is_exact(tmp_path):
     """A token bucket of 25 requests/s (bursts of 2), 8 workers asking for more: 429s with
     retry-after-ms slow the run down, none uses up a request's attempts, every table is exact."""
