@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List
 
+import pyarrow as pa
+
 from .http.client import FineTuningApi
 from .ledger import JobLedger
 from .results import ResultsFileError, iter_result_batches
@@ -62,8 +64,8 @@ def iter_file_rows(
         ledger.settle(job["id"], "files")
 
 
-def iter_result_rows(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterator[List[Row]]:
-    """Rows of a finished job's results files not loaded yet, in batches.
+def iter_result_rows(api: FineTuningApi, ledger: JobLedger, job: Row) -> Iterator[pa.Table]:
+    """Rows of a finished job's results files not loaded yet, as Arrow tables of bounded rows.
 
     A file that is gone (404) is counted and not requested again; one that is not a results
     CSV is counted with its reason and keeps the job open for `results`, so the next run

@@ -64,7 +64,7 @@ RESULTS_GRACE_SECONDS = 86_400
 FILE_TIMESTAMP_FIELDS = ("created_at", "expires_at")
 # Columns every results CSV is expected to have (others are loaded too, as DOUBLE).
 RESULT_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
-RESULT_BATCH_ROWS = 5_000  # rows per item handed to dlt while streaming a results file
+RESULT_BATCH_ROWS = 20_000  # rows per Arrow table handed to dlt while streaming a results file
 # Training and validation files (JSONL): which job fields name them, and as what.
 TRAINING_FILE_ROLES = (("training_file", "training"), ("validation_file", "validation"))
 # Rows of a table gathered across jobs before they go to dlt as one Arrow table (dlt's cost
