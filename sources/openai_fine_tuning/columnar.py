@@ -135,7 +135,10 @@ def with_row_ids(table: pa.Table, key: Sequence[str]) -> pa.Table:
         ids = pc.binary_join_element_wise(
             *(part.cast(pa.string()) for part in parts), ROW_ID_SEPARATOR
         )
-    return table.append_column(pa.field(ROW_ID, pa.string(), nullable=False), ids)
+    # nullable: `training_examples` was loaded by 0.1 without `_dlt_id`, and dlt adds a
+    # NOT NULL column to a table with rows only by failing; where the column exists NOT NULL
+    # (the tables 0.1 loaded from dicts), dlt keeps that hint and every value is set
+    return table.append_column(pa.field(ROW_ID, pa.string(), nullable=True), ids)
 
 
 def flatten_into(
