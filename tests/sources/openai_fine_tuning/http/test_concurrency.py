@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_history_equal_truth,
     first_load_routes,
 )
+from tests.helpers.clock import FakeClock
 
 
 def test_more_than_one_request_in_flight_and_exact_results(tmp_path):
@@ -55,19 +56,6 @@ def test_rate_limits_lower_the_concurrency_and_the_summary_says_so(tmp_path):
             for line in summary.lines()
         )
         assert_checkpoints_equal_truth(loader, world)
-
-
-class FakeClock:
-    """Time that only moves when the gate sleeps: makes the rate cap checkable exactly."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_gate_halves_on_429_once_per_burst_and_grows_back():

@@ -11,19 +11,7 @@ import pytest
 
 from fake_openai.faults import TokenBucket
 from sources.openai_fine_tuning.http.throttle import BACKOFF, PROBE, RequestGate
-
-
-class FakeClock:
-    """Time that only moves when the gate sleeps (or a test sets it)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.helpers.clock import FakeClock
 
 
 def _starts(gate: RequestGate, count: int) -> list:
