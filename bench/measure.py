@@ -27,6 +27,8 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from pipelines.run.exiting import freeze_heap
+
 
 def _peak_rss_mb() -> float:
     """The largest resident set of this process or of any child it waited for (dlt's
@@ -349,6 +351,7 @@ def main() -> None:
     result = SCENARIOS[args.scenario](args)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     print(json.dumps(result))
+    freeze_heap()  # and exit, as `openai-ft` and the pipeline script end
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ if __package__ in (None, ""):  # run as a script from a clone: make the repo roo
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pipelines.run import load  # noqa: E402
+from pipelines.run.exiting import freeze_heap  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     for line in summary.warnings():
         print(f"warning: {line}", file=sys.stderr)
     print("\n".join(summary.lines()))
+    freeze_heap()  # the script ends here
 
 
 if __name__ == "__main__":

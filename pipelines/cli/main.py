@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from pipelines.cli import demo, export, load, report, sandbox, sql
 from pipelines.cli.options import HelpFormatter, redact, version
 from pipelines.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_TERMINATED, explain
+from pipelines.run.exiting import freeze_heap
 from pipelines.run.signals import handle_signals, mark_reported
 
 COMMANDS: Dict[str, ModuleType] = {
@@ -86,6 +87,7 @@ def run() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    freeze_heap()
     sys.exit(code)
 
 

@@ -224,10 +224,13 @@ def iter_new_items(
                     newest_at, newest_ids = at, {item_id}
                 elif at == newest_at:
                     newest_ids.add(item_id)
+            if reached_loaded:
+                if new:
+                    yield new
+                break
+            pages.fetch_next()  # while this page's rows are made
             if new:
                 yield new
-            if reached_loaded:
-                break
     finally:
         pages.close()
     ledger.advance(job_id, spec.name, newest_at, newest_ids)

@@ -28,17 +28,21 @@ def iter_listed_jobs(
     pages = api.iter_pages(JOBS_PATH)
     try:
         for page in pages:
-            for item in page:
-                job = require_item(item, endpoint, "job")
+            jobs = [require_item(item, endpoint, "job") for item in page]
+            for job in jobs:
                 job_id, created_at = job["id"], job["created_at"]
                 newest = created_at if newest is None else max(newest, created_at)
                 unseen_open.discard(job_id)
                 if listed_through is not None and created_at < listed_through:
                     passed_known = True
-                if ledger.needs(job_id, selected):
-                    ledger.register(job_id)
+            done = passed_known and not unseen_open
+            if not done:
+                pages.fetch_next()  # while this page's jobs are read
+            for job in jobs:
+                if ledger.needs(job["id"], selected):
+                    ledger.register(job["id"])
                     yield job
-            if passed_known and not unseen_open:
+            if done:
                 ledger.finish_listing(newest, vanished=())
                 return
     finally:

@@ -105,7 +105,9 @@ class RequestGate:
     def __exit__(self, *exc: Any) -> None:
         with self._condition:
             self.in_flight -= 1
-            self._condition.notify_all()
+            # one slot is free: one waiter can take it (every waiter waits for the same thing;
+            # waking them all would have all but one go back to sleep, on every request)
+            self._condition.notify()
 
     def _measured(self) -> float:
         """Successful starts per second in the WINDOW up to the latest start that succeeded:

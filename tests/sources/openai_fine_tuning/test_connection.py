@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from sources.openai_fine_tuning import build, openai_fine_tuning
@@ -145,3 +150,62 @@ def test_bad_azure_settings_name_the_setting(options, message):
 def test_the_root_used_for_an_endpoint(endpoint, version, root):
     _, settings = build(api_type="azure", api_key="k", base_url=endpoint, api_version=version)
     assert settings.api_identity["base_url"] == root
+
+
+class _ForwardingProxy:
+    """An HTTP proxy on 127.0.0.1 that forwards each request it gets (absolute URI) and
+    counts them: what a corporate proxy named by HTTP_PROXY sees."""
+
+    def __init__(self) -> None:
+        proxy = self
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not itself
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                proxy.seen.append(self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream = urllib.request.Request(self.path, headers=headers)
+                try:
+                    with direct.open(upstream) as answer:
+                        status, body, answer_headers = answer.status, answer.read(), answer.headers
+                except urllib.error.HTTPError as error:
+                    status, body, answer_headers = error.code, error.read(), error.headers
+                self.send_response(status)
+                for name, value in answer_headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.seen: list = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_proxy_named_by_the_environment_carries_every_request(loader, world, monkeypatch):
+    # the environment's proxy settings are read once per client, not per request: they must
+    # still apply to every page, file and content request
+    proxy = _ForwardingProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        summary = loader.run(page_size=3)
+    finally:
+        proxy.close()
+    assert len(proxy.seen) == loader.sandbox.stats.total == summary.requests
+    assert all(seen.startswith(loader.sandbox.base_url + "/") for seen in proxy.seen)
+    assert loader.sandbox.stats.by_route == first_load_routes(world, page_size=3)
+    assert_history_equal_truth(loader, world)
