@@ -12,6 +12,10 @@ import duckdb
 
 from tests.helpers import API_KEY, DATASET, REPO
 
+DLT_DATASET_ACCESS = """
+print("jobs:", pipeline.dataset()("SELECT count(*) FROM jobs").fetchall()[0][0])
+"""
+
 
 def python_example() -> str:
     text = (REPO / "README.md").read_text()
@@ -30,7 +34,8 @@ def test_the_python_example_runs_as_written(sandbox, world, tmp_path):
         "RUNTIME__LOG_LEVEL": "CRITICAL",
     }
     result = subprocess.run(
-        [sys.executable, "-c", code.replace("ftjob-abc", job_id)],
+        # and what a dlt user does next: dlt's own dataset access on what was loaded
+        [sys.executable, "-c", code.replace("ftjob-abc", job_id) + DLT_DATASET_ACCESS],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -49,6 +54,7 @@ def test_the_python_example_runs_as_written(sandbox, world, tmp_path):
             ).fetchall()
         }
     assert jobs == len(world.job_ids())
+    assert result.stdout.splitlines()[-1] == f"jobs: {jobs}"
     assert views == {
         "job_summary",
         "best_checkpoints",

@@ -29,15 +29,38 @@ def check_query(query: str) -> None:
         raise ConfigurationError("No query: pass it as an argument or on standard input")
 
 
-def run_query(
+def split_statements(query: str, dialect: Optional[str] = None) -> List[str]:
+    """The statements of `query`, split at its semicolons (not those inside strings, quoted
+    names or comments: sqlglot's tokenizer finds them); empty statements dropped."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(query)
+    except Exception:  # sqlglot cannot tokenize it: the destination says what is wrong
+        return [query]
+    statements, start = [], 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            statements.append(query[start : token.start])
+            start = token.end + 1
+    statements.append(query[start:])
+    return [statement.strip() for statement in statements if statement.strip()]
+
+
+Result = Tuple[List[str], List[Sequence[Any]]]
+
+
+def run_queries(
     pipeline: dlt.Pipeline, query: str, duckdb_path: Optional[str] = None
-) -> Tuple[List[str], List[Sequence[Any]]]:
-    """(column names, rows) of `query` on the pipeline's dataset (`duckdb_path`: the DuckDB
-    file as the user named it, for messages).
+) -> List[Result]:
+    """(column names, rows) of each statement of `query` (split at its semicolons), run in
+    order on one connection to the pipeline's dataset (`duckdb_path`: the DuckDB file as the
+    user named it, for messages). A statement without rows gives ([], []).
 
     Raises:
         ConfigurationError: No query, or no SQL client on the destination (exit 2).
-        QueryError: The query failed in the destination (exit 2).
+        QueryError: A statement failed in the destination (exit 2).
         DestinationError: The destination cannot be read: no DuckDB file, a file another
             process holds (`DuckDBLockedError`, with its PID), a failed connection (exit 5).
     """
@@ -48,11 +71,11 @@ def run_query(
     from dlt.destinations.exceptions import DatabaseException
 
     try:
-        with pipeline.sql_client() as client, client.execute_query(query) as cursor:
-            if cursor.description is None:  # a statement without rows
-                return [], []
-            names = [column[0] for column in cursor.description]
-            return names, list(cursor.fetchall())
+        with pipeline.sql_client() as client:
+            statements = split_statements(query, client.capabilities.sqlglot_dialect)
+            if not statements:
+                raise ConfigurationError(f"No statement in the query {query.strip()!r:.80}")
+            return [_result(client, statement) for statement in statements]
     except SqlClientNotAvailable:
         raise ConfigurationError(
             f"The {destination} destination has no SQL client to run queries on"
@@ -70,6 +93,19 @@ def run_query(
             f"Could not query the {destination} destination: {type(error).__name__}:"
             f" {one_line(str(error))[:300]}"
         ) from None
+
+
+def _result(client: Any, statement: str) -> Result:
+    with client.execute_query(statement) as cursor:
+        if cursor.description is None:  # a statement without rows
+            return [], []
+        names = [column[0] for column in cursor.description]
+        return names, list(cursor.fetchall())
+
+
+def run_query(pipeline: dlt.Pipeline, query: str, duckdb_path: Optional[str] = None) -> Result:
+    """(column names, rows) of `query`'s last statement (`run_queries`)."""
+    return run_queries(pipeline, query, duckdb_path)[-1]
 
 
 def _plain(value: Any) -> Any:

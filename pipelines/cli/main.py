@@ -15,7 +15,13 @@ from typing import Dict, List, Optional, Tuple
 
 from pipelines.cli import demo, export, load, report, sandbox, sql
 from pipelines.cli.options import HelpFormatter, redact, version
-from pipelines.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_TERMINATED, explain
+from pipelines.errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
+    EXIT_TERMINATED,
+    explain,
+)
 from pipelines.run.exiting import freeze_heap
 from pipelines.run.signals import handle_signals, mark_reported
 
@@ -66,6 +72,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with handle_signals():
             return COMMANDS[args.command].run(args)
+    except BrokenPipeError:
+        # the reader of stdout went away (`openai-ft load | head -2`); every command prints
+        # once its work is done. Quietly, as Unix tools end on SIGPIPE; stdout goes to
+        # /dev/null so the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        mark_reported()
+        return EXIT_OUTPUT_CLOSED
     except (Exception, KeyboardInterrupt) as error:  # one line and an exit code, always
         code, message = explain(error)
         if args.verbose:

@@ -9,6 +9,7 @@ import sys
 from pipelines.analysis.sql import FORMATS
 from pipelines.cli.options import READ_ENVIRONMENT, HelpFormatter, add_target
 from pipelines.errors import EXIT_CODES
+from sources.openai_fine_tuning.errors import ConfigurationError
 
 
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -22,7 +23,11 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         epilog=f"{READ_ENVIRONMENT}\n\n{EXIT_CODES}",
     )
     sql.add_argument(
-        "query", nargs="?", default="-", help="the SQL; omit it (or -) to read it from stdin"
+        "query",
+        nargs="?",
+        default="-",
+        help="the SQL (statements separated by ;, each one's rows printed in turn); omit it"
+        " (or -) to read it from stdin",
     )
     sql.add_argument(
         "--format",
@@ -36,15 +41,21 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run(args: argparse.Namespace) -> int:
     """Runs the query (the argument, or stdin) and prints the rows."""
-    from pipelines.analysis.sql import check_query, render, run_query
+    from pipelines.analysis.sql import check_query, render, run_queries
     from pipelines.run import existing_pipeline
 
     query = sys.stdin.read() if args.query == "-" else args.query
     check_query(query)
     pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
-    names, rows = run_query(pipeline, query, args.duckdb_path)
+    results = run_queries(pipeline, query, args.duckdb_path)
+    if len(results) > 1 and args.output != "table":
+        raise ConfigurationError(
+            f"--format {args.output} prints one statement's rows; the query has"
+            f" {len(results)} statements (run them one at a time, or use --format table)"
+        )
     try:
-        print(render(names, rows, args.output), flush=True)
+        # several statements: each one's rows in turn, a blank line between
+        print("\n\n".join(render(names, rows, args.output) for names, rows in results), flush=True)
     except BrokenPipeError:  # `openai-ft sql ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

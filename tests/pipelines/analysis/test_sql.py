@@ -91,6 +91,29 @@ def test_query_from_stdin_and_the_views(loaded, capsys, monkeypatch):
     assert code == 0 and out.splitlines() == ["n", str(len(jobs))]
 
 
+def test_several_statements_each_print_their_rows_in_turn(loaded, capsys, monkeypatch):
+    # as the README's analyst SQL is run: a file of queries on stdin, `;` between them (a `;`
+    # inside a string or a comment separates nothing)
+    target, jobs = loaded
+    query = "SELECT count(*) AS n FROM jobs;\n-- next; the text\nSELECT 'a;b' AS s;\n\n"
+    code, out, err = _sql(target, capsys, stdin=query, monkeypatch=monkeypatch)
+    assert (code, err) == (0, "")
+    first, second = out.rstrip("\n").split("\n\n")
+    assert first.splitlines() == ["  n", "---", f"{len(jobs):3d}", "(1 row)"]
+    assert second.splitlines() == ["s", "---", "a;b", "(1 row)"]
+
+
+def test_several_statements_in_csv_or_json_is_exit_2(loaded, capsys):
+    target, _ = loaded
+    for output in ("csv", "json"):
+        code, out, err = _sql(target, capsys, "SELECT 1; SELECT 2", "--format", output)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"openai-ft: error: --format {output} prints one statement's rows; the query has 2"
+            " statements (run them one at a time, or use --format table)"
+        )
+
+
 def test_a_failing_query_is_one_line_and_exit_2(loaded, capsys):
     target, _ = loaded
     code, out, err = _sql(target, capsys, "SELECT * FROM no_such_table")

@@ -150,3 +150,18 @@ def test_other_dlt_destination_filesystem(sandbox, world, tmp_path, monkeypatch,
         ids = [r[0] for r in con.execute(f"SELECT id FROM read_parquet('{files}')").fetchall()]
     # the filesystem destination appends: each checkpoint arrives exactly once across runs
     assert sorted(ids) == sorted(c["id"] for c in world.truth_checkpoints())
+
+
+def test_output_closed_by_its_reader_ends_quietly_after_the_load(sandbox, world, tmp_path):
+    """`openai-ft load | head -2`: the reader goes away before the summary is printed."""
+    env = _env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=sandbox.base_url)
+    command = [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # no reader: the summary's first write finds the pipe closed
+    _, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr.decode()) == (141, "")
+    with duckdb.connect(str(tmp_path / "openai_ft.duckdb"), read_only=True) as connection:
+        jobs = connection.execute(f"SELECT count(*) FROM {DATASET}.jobs").fetchone()[0]
+    assert jobs == len(world.job_ids())
