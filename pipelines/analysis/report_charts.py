@@ -157,6 +157,22 @@ def job_chart(job: JobCurves) -> str:
     return _svg(figure, "job-chart", f"training curves of {job.id}") + note
 
 
+TICK_LINE_CHARS = 20
+
+
+def _tick_label(name: str) -> str:
+    """A model's name for a tick: the snapshot date on a line of its own, a fine-tuned model
+    (`ft:BASE:org:suffix:id`, continued fine-tuning) as `ft:BASE…`, and each line at most
+    `TICK_LINE_CHARS` characters (`…` where cut)."""
+    if name.startswith("ft:") and name.count(":") > 1:
+        name = "ft:" + name.split(":")[1] + "…"
+    lines = name.replace("-20", "\n20", 1).split("\n")
+    return "\n".join(
+        line if len(line) <= TICK_LINE_CHARS else line[: TICK_LINE_CHARS - 1] + "…"
+        for line in lines
+    )
+
+
 def _scatter(axes: Any, points: List[Tuple[Any, float]], title: str, categorical: bool) -> None:
     if not points:
         axes.text(0.5, 0.5, "no finished job with a validation loss", ha="center", va="center")
@@ -166,7 +182,12 @@ def _scatter(axes: Any, points: List[Tuple[Any, float]], title: str, categorical
         names = sorted({str(p[0]) for p in points})
         positions = {name: i for i, name in enumerate(names)}
         axes.scatter([positions[str(x)] for x, _ in points], [y for _, y in points], s=14)
-        axes.set_xticks(range(len(names)), [n.replace("-20", "\n20", 1) for n in names])
+        axes.set_xticks(range(len(names)), [_tick_label(n) for n in names])
+        # slanted, right end under the tick: long names (a fine-tuned base model's) do not
+        # run into their neighbours
+        axes.tick_params(axis="x", labelrotation=25, labelsize=8)
+        for label in axes.get_xticklabels():
+            label.set_horizontalalignment("right")
     else:
         xs = [x for x, _ in points]
         axes.scatter(xs, [y for _, y in points], s=14)
@@ -179,7 +200,7 @@ def _scatter(axes: Any, points: List[Tuple[Any, float]], title: str, categorical
 def comparison_chart(jobs: List[Dict[str, Any]], hyper: Dict[str, Dict[str, Any]]) -> str:
     """Final validation loss across jobs: by base model, learning-rate multiplier, epochs."""
     with_loss = [j for j in jobs if j.get("final_valid_loss") is not None]
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.9))
     _scatter(
         axes[0], [(j["model"], j["final_valid_loss"]) for j in with_loss], "by base model", True
     )
@@ -193,7 +214,7 @@ def comparison_chart(jobs: List[Dict[str, Any]], hyper: Dict[str, Dict[str, Any]
             if hyper.get(j["id"], {}).get(key) is not None
         ]
         _scatter(axes[index], points, title, False)
-    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.9, wspace=0.3)
+    figure.subplots_adjust(left=0.08, right=0.99, bottom=0.3, top=0.92, wspace=0.3)
     return _svg(figure, "summary-chart", "final validation loss across jobs")
 
 

@@ -276,6 +276,24 @@ def test_epochs_are_whole_numbers_on_the_comparison_chart():
     assert not all(INTEGER.match(label) for label in _tick_labels(by_rate, "x"))
 
 
+def test_base_model_ticks_are_short_lines_a_fine_tuned_base_cut_after_its_base():
+    # a newcomer saw "ft:gpt-4.1-mini-2025-04-14:sandbox::W…" run into its neighbours
+    models = ["ft:gpt-4.1-mini-2025-04-14:sandbox::W2x9", "gpt-4.1-mini-2025-04-14", "o4-mini"]
+    jobs = [
+        {"id": f"ftjob-{i}", "model": model, "final_valid_loss": 0.3}
+        for i, model in enumerate(models)
+    ]
+    (svg,) = _svgs(comparison_chart(jobs, {}), "summary-chart")
+    by_model = _groups(svg, "axes_")[0]
+    assert _tick_labels(by_model, "x") == [
+        "ft:gpt-4.1-mini",
+        "2025-04-14…",
+        "gpt-4.1-mini",
+        "2025-04-14",
+        "o4-mini",
+    ]
+
+
 def test_report_charts_of_the_sandbox(report, tmp_path):
     out = tmp_path / "report.html"
     assert report("--out", str(out), "--charts", "50")[0] == 0
