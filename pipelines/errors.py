@@ -30,13 +30,11 @@ EXIT_CONFIG = 2
 EXIT_DESTINATION = 5
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
-EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 EXIT_CODES = """exit codes:
   0 success            1 unexpected error (a bug: report it with --verbose output)
   2 configuration or input          3 authentication (401, 403)
   4 upstream API       5 destination            6 another run of this pipeline in progress
-  130 interrupted (SIGINT)          143 terminated (SIGTERM)
-  141 the output's reader stopped reading (`| head`): the work was done, the output cut"""
+  130 interrupted (SIGINT)          143 terminated (SIGTERM)"""
 KNOWN_DESTINATIONS = (
     "duckdb",
     "motherduck",

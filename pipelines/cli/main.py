@@ -18,7 +18,6 @@ from pipelines.cli.options import HelpFormatter, redact, version
 from pipelines.errors import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
-    EXIT_OUTPUT_CLOSED,
     EXIT_TERMINATED,
     explain,
 )
@@ -73,12 +72,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         with handle_signals():
             return COMMANDS[args.command].run(args)
     except BrokenPipeError:
-        # the reader of stdout went away (`openai-ft load | head -2`); every command prints
-        # once its work is done. Quietly, as Unix tools end on SIGPIPE; stdout goes to
-        # /dev/null so the interpreter's last flush does not fail again
+        # the reader of stdout went away (`openai-ft load | head -2`): every command prints
+        # once its work is done, so that work succeeded and only its output was cut (as
+        # `openai-ft sql` says too); stdout goes to /dev/null so the last flush does not fail
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         mark_reported()
-        return EXIT_OUTPUT_CLOSED
+        return 0
     except (Exception, KeyboardInterrupt) as error:  # one line and an exit code, always
         code, message = explain(error)
         if args.verbose:

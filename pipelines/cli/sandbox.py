@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="serve the OpenAI-compatible sandbox",
         description="Serves generated fine-tuning data on 127.0.0.1 as the OpenAI API does"
         " (also the Azure OpenAI paths). Controls under /_sandbox/: stats, truth, advance,"
-        " finish, jobs, latency, faults, rate_limit (see README). Stops on Ctrl-C.",
+        " finish, jobs, latency, faults, rate_limit (see docs/SANDBOX.md). Stops on Ctrl-C.",
         epilog=EXIT_CODES,
     )
     add = sandbox.add_argument

@@ -60,6 +60,15 @@ def _azure_base_url(endpoint: str, api_version: Optional[str]) -> str:
     return urlunsplit(parts._replace(path=path, query="", fragment=""))
 
 
+def _not_a_placeholder(key: str, where: str) -> None:
+    """Refuses the example's `sk-...` (no real key holds `...`) before it is sent anywhere."""
+    if "..." in key or "…" in key:
+        raise ConfigurationError(
+            "The API key is a placeholder (it has '...', as in .dlt/secrets.toml.example):"
+            f" put your key in {where}"
+        )
+
+
 def resolve_connection(
     api_type: Optional[str],
     api_key: Optional[str],
@@ -102,6 +111,7 @@ def resolve_connection(
                 "No OpenAI API key: set sources.openai_fine_tuning.api_key in"
                 f" .dlt/secrets.toml or the {ENV_API_KEY} environment variable"
             )
+        _not_a_placeholder(key, f"sources.openai_fine_tuning.api_key or {ENV_API_KEY}")
         root = setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
         return Connection(root, "bearer", key)
 
@@ -129,4 +139,5 @@ def resolve_connection(
             f" or {ENV_AZURE_API_KEY} (or an Entra ID token as azure_ad_token /"
             f" {ENV_AZURE_AD_TOKEN})"
         )
+    _not_a_placeholder(key, f"sources.openai_fine_tuning.api_key or {ENV_AZURE_API_KEY}")
     return Connection(root, "api-key", key, version)

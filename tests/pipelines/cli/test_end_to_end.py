@@ -161,7 +161,7 @@ def test_output_closed_by_its_reader_ends_quietly_after_the_load(sandbox, world,
     )
     process.stdout.close()  # no reader: the summary's first write finds the pipe closed
     _, stderr = process.communicate(timeout=120)
-    assert (process.returncode, stderr.decode()) == (141, "")
+    assert (process.returncode, stderr.decode()) == (0, "")  # the load's work was done
     with duckdb.connect(str(tmp_path / "openai_ft.duckdb"), read_only=True) as connection:
         jobs = connection.execute(f"SELECT count(*) FROM {DATASET}.jobs").fetchone()[0]
     assert jobs == len(world.job_ids())

@@ -209,3 +209,31 @@ def test_a_proxy_named_by_the_environment_carries_every_request(loader, world, m
     assert all(seen.startswith(loader.sandbox.base_url + "/") for seen in proxy.seen)
     assert loader.sandbox.stats.by_route == first_load_routes(world, page_size=3)
     assert_history_equal_truth(loader, world)
+
+
+@pytest.mark.parametrize(
+    "env, setting",
+    [
+        ({"OPENAI_API_KEY": "sk-..."}, "sources.openai_fine_tuning.api_key or OPENAI_API_KEY"),
+        (
+            {
+                "OPENAI_API_KEY": None,
+                "SOURCES__OPENAI_FINE_TUNING__API_TYPE": "azure",
+                "AZURE_OPENAI_ENDPOINT": "AZURE",
+                "AZURE_OPENAI_API_KEY": "...",
+            },
+            "sources.openai_fine_tuning.api_key or AZURE_OPENAI_API_KEY",
+        ),
+    ],
+)
+def test_the_examples_placeholder_key_is_refused_before_any_request(cli, sandbox, env, setting):
+    # `sk-...` as copied from .dlt/secrets.toml.example: said at once, not sent anywhere
+    if env.get("AZURE_OPENAI_ENDPOINT") == "AZURE":
+        env["AZURE_OPENAI_ENDPOINT"] = sandbox.azure_endpoint
+    code, out, err = cli(env=env)
+    assert (code, out) == (2, "")
+    assert err == (
+        "openai-ft: error: The API key is a placeholder (it has '...', as in"
+        f" .dlt/secrets.toml.example): put your key in {setting}"
+    )
+    assert sandbox.stats.total == 0
