@@ -26,8 +26,8 @@ def main() -> None:
     for line in summary.warnings():
         print(f"warning: {line}", file=sys.stderr)
     print("\n".join(summary.lines()))
-    freeze_heap()  # the script ends here
 
 
 if __name__ == "__main__":
     main()
+    freeze_heap()  # the script ends here

@@ -31,7 +31,8 @@ def check_query(query: str) -> None:
 
 def split_statements(query: str, dialect: Optional[str] = None) -> List[str]:
     """The statements of `query`, split at its semicolons (not those inside strings, quoted
-    names or comments: sqlglot's tokenizer finds them); empty statements dropped."""
+    names or comments: sqlglot's tokenizer finds them); pieces with no SQL in them (nothing,
+    or only a comment) dropped."""
     import sqlglot
     from sqlglot.tokens import TokenType
 
@@ -39,24 +40,32 @@ def split_statements(query: str, dialect: Optional[str] = None) -> List[str]:
         tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(query)
     except Exception:  # sqlglot cannot tokenize it: the destination says what is wrong
         return [query]
-    statements, start = [], 0
+    statements, start, words = [], 0, 0  # words: tokens of the statement so far
     for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
-            statements.append(query[start : token.start])
-            start = token.end + 1
-    statements.append(query[start:])
-    return [statement.strip() for statement in statements if statement.strip()]
+            if words:
+                statements.append(query[start : token.start].strip())
+            start, words = token.end + 1, 0
+        else:
+            words += 1
+    if words:  # not a comment alone after the last `;` (sqlglot keeps comments on tokens)
+        statements.append(query[start:].strip())
+    return statements
 
 
 Result = Tuple[List[str], List[Sequence[Any]]]
 
 
 def run_queries(
-    pipeline: dlt.Pipeline, query: str, duckdb_path: Optional[str] = None
+    pipeline: dlt.Pipeline,
+    query: str,
+    duckdb_path: Optional[str] = None,
+    one_statement_for: Optional[str] = None,
 ) -> List[Result]:
     """(column names, rows) of each statement of `query` (split at its semicolons), run in
     order on one connection to the pipeline's dataset (`duckdb_path`: the DuckDB file as the
     user named it, for messages). A statement without rows gives ([], []).
+    `one_statement_for` (e.g. "--format csv") refuses several statements before any runs.
 
     Raises:
         ConfigurationError: No query, or no SQL client on the destination (exit 2).
@@ -75,6 +84,12 @@ def run_queries(
             statements = split_statements(query, client.capabilities.sqlglot_dialect)
             if not statements:
                 raise ConfigurationError(f"No statement in the query {query.strip()!r:.80}")
+            if one_statement_for and len(statements) > 1:
+                raise ConfigurationError(
+                    f"{one_statement_for} prints one statement's rows; the query has"
+                    f" {len(statements)} statements (run them one at a time, or use"
+                    " --format table)"
+                )
             return [_result(client, statement) for statement in statements]
     except SqlClientNotAvailable:
         raise ConfigurationError(

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pipelines.cli import demo, export, load, report, sandbox, sql
 from pipelines.cli.options import HelpFormatter, redact, version
+from pipelines.cli.output import stdout_reader_may_leave
 from pipelines.errors import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
@@ -68,23 +69,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     # dlt logs failures itself, with tracebacks: a user sees our one line unless --verbose
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING" if args.verbose else "CRITICAL")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    try:
-        with handle_signals():
-            return COMMANDS[args.command].run(args)
-    except BrokenPipeError:
-        # the reader of stdout went away (`openai-ft load | head -2`): every command prints
-        # once its work is done, so that work succeeded and only its output was cut (as
-        # `openai-ft sql` says too); stdout goes to /dev/null so the last flush does not fail
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        mark_reported()
-        return 0
-    except (Exception, KeyboardInterrupt) as error:  # one line and an exit code, always
-        code, message = explain(error)
-        if args.verbose:
-            print(redact(traceback.format_exc()), file=sys.stderr)
-        print(f"openai-ft: error: {redact(message)}", file=sys.stderr)
-        mark_reported()
-        return code
+    with stdout_reader_may_leave():  # `| head`: the output is cut, the command goes on
+        try:
+            with handle_signals():
+                return COMMANDS[args.command].run(args)
+        except (Exception, KeyboardInterrupt) as error:  # one line and an exit code, always
+            code, message = explain(error)
+            if args.verbose:
+                print(redact(traceback.format_exc()), file=sys.stderr)
+            print(f"openai-ft: error: {redact(message)}", file=sys.stderr)
+            mark_reported()
+            return code
 
 
 def run() -> None:

@@ -9,7 +9,6 @@ import sys
 from pipelines.analysis.sql import FORMATS
 from pipelines.cli.options import READ_ENVIRONMENT, HelpFormatter, add_target
 from pipelines.errors import EXIT_CODES
-from sources.openai_fine_tuning.errors import ConfigurationError
 
 
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -47,12 +46,8 @@ def run(args: argparse.Namespace) -> int:
     query = sys.stdin.read() if args.query == "-" else args.query
     check_query(query)
     pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
-    results = run_queries(pipeline, query, args.duckdb_path)
-    if len(results) > 1 and args.output != "table":
-        raise ConfigurationError(
-            f"--format {args.output} prints one statement's rows; the query has"
-            f" {len(results)} statements (run them one at a time, or use --format table)"
-        )
+    single = None if args.output == "table" else f"--format {args.output}"
+    results = run_queries(pipeline, query, args.duckdb_path, one_statement_for=single)
     try:
         # several statements: each one's rows in turn, a blank line between
         print("\n\n".join(render(names, rows, args.output) for names, rows in results), flush=True)

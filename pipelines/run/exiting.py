@@ -11,8 +11,10 @@ def freeze_heap() -> None:
     Called when the process has nothing left to do but exit. At shutdown the interpreter
     collects once more, walking every object of the run (dlt's schemas, configuration and
     modules): about 0.5 s after a load on a 2-core machine (bench/NOTES.md), to free memory
-    the operating system takes back anyway. Frozen objects are not walked; atexit handlers,
-    finalizers and buffered output still run and flush as before. Not for a long-lived
-    process that goes on (an orchestrator's worker): its later garbage would be kept.
+    the operating system takes back anyway. Frozen objects are not walked: atexit handlers,
+    the flush of buffered output and what was closed explicitly are as before, but a cycle
+    already unreachable at the freeze is never collected (its finalizers do not run). Not for
+    a process that goes on (an orchestrator's worker, a caller of `main()`): its garbage
+    would be kept.
     """
     gc.freeze()

@@ -5,8 +5,8 @@ so a reader that fetches, then builds rows, then fetches again leaves the server
 works and itself idle while the server works. Once the reader knows it wants the next page
 (it has seen that this one does not reach what was loaded before), `fetch_next()` starts that
 request on a background thread; the rows of this page are built meanwhile. A page is asked for
-only after the reader said it wants it: a run makes exactly the requests it made without
-reading ahead.
+only after the reader said it wants it: a run that succeeds makes exactly the requests it made
+without reading ahead (one that fails while a page is being fetched has made that request).
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ def _pool() -> ThreadPoolExecutor:
 class ReadAhead(Generic[T]):
     """Iterates `pages` as they are, fetching the next one ahead when told to.
 
+    The pages are advanced by one thread at a time: this reader's, or a pool thread while a
+    page is fetched ahead. A reader interrupted while it waits for that page (Ctrl-C reaches
+    the main thread, which reads the job list) leaves it to `close()`, which never closes the
+    pages under the running fetch.
+
     Args:
-        pages: The pages; advanced by one thread at a time (this reader's, or the pool's).
+        pages: The pages.
     """
 
     def __init__(self, pages: Iterator[T]) -> None:
@@ -49,8 +54,11 @@ class ReadAhead(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        ahead, self._ahead = self._ahead, None
-        page = ahead.result() if ahead is not None else next(self._pages, _DONE)
+        if self._ahead is not None:
+            page = self._ahead.result()  # interrupted here: `_ahead` stays, for close()
+            self._ahead = None
+        else:
+            page = next(self._pages, _DONE)
         if page is _DONE:
             raise StopIteration
         return page  # type: ignore[return-value]
@@ -58,14 +66,30 @@ class ReadAhead(Generic[T]):
     def fetch_next(self) -> None:
         """Starts requesting the next page (once; it is returned by the next `next()`)."""
         if self._ahead is None:
-            self._ahead = _pool().submit(next, self._pages, _DONE)
+            # the future is known before the pool can start it: an interrupt in between
+            # leaves a fetch that close() can still cancel
+            self._ahead = ahead = Future()
+            _pool().submit(self._fetch, ahead)
+
+    def _fetch(self, ahead: Future[object]) -> None:
+        if not ahead.set_running_or_notify_cancel():
+            return  # cancelled before it started: no request made
+        try:
+            ahead.set_result(next(self._pages, _DONE))
+        except BaseException as error:  # noqa: BLE001 (handed to the reader as it is)
+            ahead.set_exception(error)
 
     def close(self) -> None:
-        """Waits for a page being fetched ahead (its request is made; its failure no longer
-        matters), then closes the pages."""
+        """Ends the pages without waiting: a fetch not started yet is cancelled (no request);
+        one under way closes the pages when it ends, on its own thread (its request is made;
+        its page or failure no longer matters)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.exception()
+        if ahead is not None and not ahead.cancel() and not ahead.done():
+            ahead.add_done_callback(lambda _: self._close_pages())
+            return
+        self._close_pages()
+
+    def _close_pages(self) -> None:
         close = getattr(self._pages, "close", None)
         if close is not None:
             close()

@@ -95,7 +95,7 @@ def test_several_statements_each_print_their_rows_in_turn(loaded, capsys, monkey
     # as the README's analyst SQL is run: a file of queries on stdin, `;` between them (a `;`
     # inside a string or a comment separates nothing)
     target, jobs = loaded
-    query = "SELECT count(*) AS n FROM jobs;\n-- next; the text\nSELECT 'a;b' AS s;\n\n"
+    query = "SELECT count(*) AS n FROM jobs;\n-- next; the text\nSELECT 'a;b' AS s;\n-- end\n"
     code, out, err = _sql(target, capsys, stdin=query, monkeypatch=monkeypatch)
     assert (code, err) == (0, "")
     first, second = out.rstrip("\n").split("\n\n")
@@ -103,15 +103,25 @@ def test_several_statements_each_print_their_rows_in_turn(loaded, capsys, monkey
     assert second.splitlines() == ["s", "---", "a;b", "(1 row)"]
 
 
-def test_several_statements_in_csv_or_json_is_exit_2(loaded, capsys):
+def test_several_statements_in_csv_or_json_is_exit_2_before_any_runs(loaded, capsys):
     target, _ = loaded
     for output in ("csv", "json"):
-        code, out, err = _sql(target, capsys, "SELECT 1; SELECT 2", "--format", output)
+        query = "CREATE TABLE refused_probe AS SELECT 1 AS one; SELECT 2"
+        code, out, err = _sql(target, capsys, query, "--format", output)
         assert (code, out) == (2, "")
         assert err == (
             f"openai-ft: error: --format {output} prints one statement's rows; the query has 2"
             " statements (run them one at a time, or use --format table)"
         )
+    code, _, err = _sql(target, capsys, "SELECT * FROM refused_probe")
+    assert code == 2 and "refused_probe" in err  # the first statement never ran
+
+
+def test_a_query_that_is_only_a_comment_is_exit_2(loaded, capsys):
+    target, _ = loaded
+    code, out, err = _sql(target, capsys, "-- nothing; here")
+    assert (code, out) == (2, "")
+    assert err == "openai-ft: error: No statement in the query '-- nothing; here'"
 
 
 def test_a_failing_query_is_one_line_and_exit_2(loaded, capsys):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 import requests
 
 from fake_openai import FineTuningWorld
@@ -152,9 +153,16 @@ def test_other_dlt_destination_filesystem(sandbox, world, tmp_path, monkeypatch,
     assert sorted(ids) == sorted(c["id"] for c in world.truth_checkpoints())
 
 
-def test_output_closed_by_its_reader_ends_quietly_after_the_load(sandbox, world, tmp_path):
-    """`openai-ft load | head -2`: the reader goes away before the summary is printed."""
+@pytest.mark.parametrize("unbuffered", ["1", None])
+def test_output_closed_by_its_reader_ends_quietly_after_the_load(
+    sandbox, world, tmp_path, unbuffered
+):
+    """`openai-ft load | head -2`: the reader goes away before the summary is printed (which
+    a buffered stdout writes at the end, an unbuffered one line by line)."""
     env = _env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=sandbox.base_url)
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     command = [OPENAI_FT, "load", "--pipelines-dir", str(tmp_path / "pl")]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

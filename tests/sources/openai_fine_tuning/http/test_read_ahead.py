@@ -1,16 +1,19 @@
 """One page ahead: the next page is fetched on another thread only once it is wanted, its
-failure surfaces where the page is read, and closing waits for it. (That a load makes exactly
-the requests it made before is kept by the request counts of test_incremental and
-test_full_load.)"""
+failure surfaces where the page is read, and closing never waits for it nor closes the pages
+under it. (That a successful load makes exactly the requests it made before is kept by the
+request counts of test_incremental and test_full_load.)"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from typing import Iterator, List
 
 import pytest
 
 from sources.openai_fine_tuning.http.read_ahead import ReadAhead
+from tests.helpers import REPO
 
 WAIT_S = 10.0  # a bound on waiting for the other thread, not a timing assertion
 
@@ -23,6 +26,7 @@ class Pages:
         self.fail_at = fail_at
         self.fetched_by: List[str] = []
         self.closed = False
+        self.closed_event = threading.Event()
         self.asked = {n: threading.Event() for n in range(1, count + 1)}
         self.release = {n: threading.Event() for n in range(1, count + 1)}
         for event in self.release.values():
@@ -39,6 +43,7 @@ class Pages:
                 yield page
         finally:
             self.closed = True
+            self.closed_event.set()
 
 
 def test_pages_come_in_order_and_each_is_fetched_once():
@@ -85,21 +90,63 @@ def test_a_failure_fetching_ahead_is_raised_where_the_page_is_read():
         next(reader)
 
 
-def test_close_waits_for_the_page_fetched_ahead_then_closes_the_pages():
+def test_close_does_not_wait_for_a_fetch_under_way_and_closes_the_pages_after_it():
     pages = Pages(3)
     pages.release[2].clear()
     reader = ReadAhead(iter(pages))
     assert next(reader) == 1
     reader.fetch_next()
-    assert pages.asked[2].wait(WAIT_S)
-    closer = threading.Thread(target=reader.close)
-    closer.start()
-    closer.join(0.2)
-    assert closer.is_alive() and not pages.closed  # still waiting for page 2
+    assert pages.asked[2].wait(WAIT_S)  # page 2's fetch is under way, held
+    reader.close()  # returns at once: the run's error line is not held up by that page
+    assert not pages.closed  # never closed under the running fetch
     pages.release[2].set()
-    closer.join(WAIT_S)
-    assert not closer.is_alive() and pages.closed
+    assert pages.closed_event.wait(WAIT_S)
     assert len(pages.fetched_by) == 2  # page 3 never asked for
+
+
+INTERRUPTED = """
+import signal, threading, sys
+sys.path.insert(0, {repo!r})
+from sources.openai_fine_tuning.http.read_ahead import ReadAhead
+release, closed = threading.Event(), threading.Event()
+def pages():
+    try:
+        yield 1
+        release.wait(30)
+        yield 2
+    finally:
+        closed.set()
+reader = ReadAhead(pages())
+next(reader)
+reader.fetch_next()
+main = threading.main_thread().ident
+threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+try:
+    next(reader)  # waits for page 2, held: Ctrl-C arrives here
+except KeyboardInterrupt:
+    print("interrupted")
+reader.close()  # as the listing's `finally` does
+print("closed at once:", not closed.is_set())
+release.set()
+print("pages closed after the fetch:", closed.wait(10))
+"""
+
+
+def test_ctrl_c_while_waiting_for_the_page_ahead_closes_cleanly():
+    # the job list is read in dlt's main thread, where Ctrl-C lands: closing then must not
+    # close the pages under the running fetch ("generator already executing")
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED.format(repo=str(REPO))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "interrupted",
+        "closed at once: True",
+        "pages closed after the fetch: True",
+    ]
 
 
 def test_fetching_past_the_last_page_ends_the_pages():
