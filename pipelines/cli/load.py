@@ -7,7 +7,7 @@ import sys
 from typing import Any, Dict
 
 from pipelines.cli.options import ENVIRONMENT, HelpFormatter, add_state, add_target, redact
-from pipelines.errors import EXIT_CODES, explain
+from pipelines.errors import EXIT_CODES, DuckDBLockedError, explain
 from sources.openai_fine_tuning.settings import RESOURCES
 
 
@@ -111,9 +111,15 @@ def run(args: argparse.Namespace) -> int:
                 **options,
             )
     except (Exception, KeyboardInterrupt) as error:
+        said = error
+        if isinstance(error, DuckDBLockedError) and not args.wait:
+            # the command has a way to wait that `sql` and `report` lack: say it
+            said = DuckDBLockedError(f"{error}, or pass --wait to wait for it")
         if args.json:  # stdout holds the one JSON object, also on failure
-            summary.exit_code, summary.error = explain(error)
+            summary.exit_code, summary.error = explain(said)
             print(redact(summary.to_json()))
+        if said is not error:
+            raise said from None
         raise
     for line in summary.warnings():
         print(f"openai-ft: warning: {line}", file=sys.stderr)

@@ -18,6 +18,7 @@ TABLES = (
     "checkpoints",
     "events",
     "step_metrics",
+    "step_grader_scores",
     "files",
     "results",
     "training_examples",

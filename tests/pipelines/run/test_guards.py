@@ -51,7 +51,8 @@ def test_duckdb_file_locked_by_another_process(cli, sandbox, tmp_path):
         assert code == 5
         assert err == (
             f"openai-ft: error: The DuckDB file '{target}' is locked by another process"
-            f" (PID {holder.pid}): close that connection (a DuckDB shell, a notebook) and retry"
+            f" (PID {holder.pid}): close that connection (a DuckDB shell, a notebook) and retry,"
+            " or pass --wait to wait for it"
         )
         assert sandbox.stats.total == 0
     finally:

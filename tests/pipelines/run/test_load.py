@@ -164,7 +164,11 @@ def test_file_opened_by_a_reader_during_extraction(cli, sandbox, world, tmp_path
     holders = _hold_duckdb_while_events_are_read(world, target, 1.5)
     code, out, err = cli(duckdb_path=target)
     holders[0].wait()
-    assert (code, out, err) == (5, "", f"openai-ft: error: {held(holders[0])}")
+    assert (code, out, err) == (
+        5,
+        "",
+        f"openai-ft: error: {held(holders[0])}, or pass --wait to wait for it",
+    )
     code, out, err = cli(duckdb_path=target)
     assert (code, err) == (0, "")
     assert "finished 1 load package(s) left by an interrupted run" in out
