@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from pipelines.analysis.sql import FORMATS
@@ -48,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = existing_pipeline(args.destination, args.duckdb_path, args.dataset)
     single = None if args.output == "table" else f"--format {args.output}"
     results = run_queries(pipeline, query, args.duckdb_path, one_statement_for=single)
-    try:
-        # several statements: each one's rows in turn, a blank line between
-        print("\n\n".join(render(names, rows, args.output) for names, rows in results), flush=True)
-    except BrokenPipeError:  # `openai-ft sql ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    # several statements: each one's rows in turn, a blank line between (`| head` cutting
+    # the output short is handled for every command: `pipelines/cli/output.py`)
+    print("\n\n".join(render(names, rows, args.output) for names, rows in results), flush=True)
     return 0
