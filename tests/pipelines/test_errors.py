@@ -214,9 +214,9 @@ def test_success_prints_summary(cli, world, tmp_path):
     assert lines[1] == (
         f"  jobs seen: 12   rows written: jobs 12, checkpoints {len(world.truth_checkpoints())},"
         f" events {len(events):,}, step_metrics {len(metrics):,},"
-        f" files {len(world.truth_files())}, results {len(world.truth_results()):,},"
+        f" step_grader_scores {graders}, files {len(world.truth_files())},"
+        f" results {len(world.truth_results()):,},"
         f" training_examples {training_lines(world):,}, models {len(world.truth_models())}"
-        f", step_grader_scores {graders}"
     )
     assert lines[2].startswith(f"  requests: {sum(first_load_routes(world).values())}   elapsed: ")
     terminal = sum(j["status"] in ("succeeded", "failed", "cancelled") for j in world.truth_jobs())
