@@ -77,7 +77,7 @@ def run_queries(
     destination = pipeline.destination.destination_name
     from dlt.common.configuration.exceptions import ConfigurationException
     from dlt.common.destination.exceptions import SqlClientNotAvailable
-    from dlt.destinations.exceptions import DatabaseException
+    from dlt.destinations.exceptions import DatabaseException, DatabaseUndefinedRelation
 
     try:
         with pipeline.sql_client() as client:
@@ -90,7 +90,16 @@ def run_queries(
                     f" {len(statements)} statements (run them one at a time, or use"
                     " --format table)"
                 )
-            return [_result(client, statement) for statement in statements]
+            try:
+                return [_result(client, statement) for statement in statements]
+            except DatabaseUndefinedRelation:
+                if client.has_dataset():
+                    raise
+                # the file exists but nothing was loaded into it (a first load that failed)
+                raise DestinationError(
+                    f"The dataset '{pipeline.dataset_name}' has no tables yet: run `openai-ft"
+                    " load` first (a load that failed before writing leaves none)"
+                ) from None
     except SqlClientNotAvailable:
         raise ConfigurationError(
             f"The {destination} destination has no SQL client to run queries on"

@@ -144,6 +144,27 @@ def test_no_duckdb_file_is_exit_5_and_creates_nothing(tmp_path, capsys):
     )
 
 
+def test_a_file_a_failed_first_load_left_says_to_load_first(sandbox, tmp_path, capsys):
+    # a newcomer's first load with a wrong key (exit 3) leaves the DuckDB file, no tables
+    path = tmp_path / "ft.duckdb"
+    base = ["--duckdb-path", str(path)]
+    load = ["load", *base, "--pipelines-dir", str(tmp_path / "pl")]
+    env = {"OPENAI_BASE_URL": sandbox.base_url, "OPENAI_API_KEY": "sk-wrong"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert main(load) == 3
+    assert path.exists()
+    capsys.readouterr()
+    code = main(["sql", "SELECT * FROM job_summary", *base])
+    out, err = capsys.readouterr()
+    assert (code, out) == (5, "")
+    assert err.strip() == (
+        "openai-ft: error: The dataset 'openai_fine_tuning' has no tables yet: run `openai-ft"
+        " load` first (a load that failed before writing leaves none)"
+    )
+
+
 def test_a_file_taken_after_the_check_is_said_the_same(tmp_path):
     """Another process takes the file after `existing_pipeline`'s check: what dlt's client
     raises then ("check your credentials ... internet connection", wrapping DuckDB's lock
