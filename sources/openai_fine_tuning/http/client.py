@@ -13,7 +13,6 @@ from dlt.common import logger as dlt_logger
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
-from requests import Request
 
 from ..errors import (
     AuthenticationError,
@@ -91,7 +90,7 @@ class OpenAIRestClient(RESTClient):
             self.base_url, {}, None, None, None
         )
 
-    def _send_request(self, request: Request, **kwargs: Any) -> requests.Response:
+    def _send_request(self, request: requests.Request, **kwargs: Any) -> requests.Response:
         prepared = self.session.prepare_request(request)
         if _info_logged():
             self._log_request(request, prepared.url or "")

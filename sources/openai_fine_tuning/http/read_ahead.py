@@ -49,6 +49,7 @@ class ReadAhead(Generic[T]):
     def __init__(self, pages: Iterator[T]) -> None:
         self._pages = pages
         self._ahead: Optional[Future[object]] = None
+        self._last: object = None  # the page returned last
 
     def __iter__(self) -> ReadAhead[T]:
         return self
@@ -61,10 +62,17 @@ class ReadAhead(Generic[T]):
             page = next(self._pages, _DONE)
         if page is _DONE:
             raise StopIteration
+        self._last = page
         return page  # type: ignore[return-value]
 
     def fetch_next(self) -> None:
-        """Starts requesting the next page (once; it is returned by the next `next()`)."""
+        """Starts requesting the next page (once; it is returned by the next `next()`).
+
+        Nothing to start after a last page: dlt's pages carry their paginator, which knows
+        (the next `next()` then ends at once, with no request and no thread)."""
+        paginator = getattr(self._last, "paginator", None)
+        if paginator is not None and not paginator.has_next_page:
+            return
         if self._ahead is None:
             # the future is known before the pool can start it: an interrupt in between
             # leaves a fetch that close() can still cancel

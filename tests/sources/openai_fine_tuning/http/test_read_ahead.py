@@ -149,6 +149,40 @@ def test_ctrl_c_while_waiting_for_the_page_ahead_closes_cleanly():
     ]
 
 
+class _Paginator:
+    def __init__(self, has_next_page: bool) -> None:
+        self.has_next_page = has_next_page
+
+
+class _Page(list):
+    """A page as dlt's paginate yields it: a list that carries its paginator."""
+
+    def __init__(self, number: int, has_next_page: bool) -> None:
+        super().__init__([number])
+        self.paginator = _Paginator(has_next_page)
+
+
+def test_after_a_page_that_says_it_is_the_last_nothing_is_fetched_ahead():
+    fetched_by: List[str] = []
+
+    def pages() -> Iterator[_Page]:
+        for number, more in ((1, True), (2, False)):
+            fetched_by.append(threading.current_thread().name)
+            yield _Page(number, more)
+        fetched_by.append(threading.current_thread().name)  # the end, found by whom
+
+    reader = ReadAhead(pages())
+    assert next(reader) == [1]
+    reader.fetch_next()  # page 1 says more: fetched ahead
+    assert next(reader) == [2]
+    reader.fetch_next()  # page 2 says it is the last: no fetch, no thread
+    with pytest.raises(StopIteration):
+        next(reader)
+    here = threading.current_thread().name
+    assert fetched_by[0] == here and fetched_by[1].startswith("openai-ft-read-ahead")
+    assert fetched_by[2:] == [here]  # the end was found by the reader, not ahead
+
+
 def test_fetching_past_the_last_page_ends_the_pages():
     pages = Pages(1)
     reader = ReadAhead(iter(pages))
