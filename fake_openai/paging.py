@@ -51,14 +51,17 @@ class NewestFirst:
             self._dirty = False
         return self._desc
 
-    def page(self, after: Optional[str], limit: int) -> Tuple[List[Dict[str, Any]], bool]:
-        """The `limit` items after the item `after` (from the newest without it)."""
+    def page(
+        self, after: Optional[str], limit: int, inclusive: bool = False
+    ) -> Tuple[List[Dict[str, Any]], bool]:
+        """The `limit` items after the item `after` (from the newest without it); with
+        `inclusive`, the `limit` items from `after` itself."""
         items = self.items()
         start = 0
         if after is not None:
             if after not in self._position:
                 raise UnknownCursorError(after)
-            start = self._position[after] + 1
+            start = self._position[after] + (0 if inclusive and limit > 1 else 1)
         page = [_copy(item) for item in items[start : start + limit]]
         return page, start + limit < len(items)
 

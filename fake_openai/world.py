@@ -115,6 +115,9 @@ class FineTuningWorld:
         self._big_training_file: Optional[str] = None
         self._fine_tuned_base: Optional[Tuple[str, str]] = None  # (parent job, child job)
         self.extra_metrics: Dict[str, float] = {}
+        # a server whose `after` cursor is inclusive: each page of checkpoints and events after
+        # a cursor starts with the cursor's own item, the last item of the page before
+        self.pages_repeat_cursor_item = False
         self.now = START_TIME
         self.organization_id = "org-sandbox" + self._token(12)
         generation.generate(
@@ -405,11 +408,11 @@ class FineTuningWorld:
 
     def list_checkpoints(self, job_id: str, after: Optional[str], limit: int) -> Tuple[list, bool]:
         with self._lock:
-            return self._job(job_id).checkpoints.page(after, limit)
+            return self._job(job_id).checkpoints.page(after, limit, self.pages_repeat_cursor_item)
 
     def list_events(self, job_id: str, after: Optional[str], limit: int) -> Tuple[list, bool]:
         with self._lock:
-            return self._job(job_id).events.page(after, limit)
+            return self._job(job_id).events.page(after, limit, self.pages_repeat_cursor_item)
 
     def get_file(self, file_id: str) -> Dict[str, Any]:
         """The file's API record; `UnknownFileError` (404) if it does not exist."""

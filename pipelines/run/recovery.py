@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import List
 
 import dlt
 from dlt.common.storages.load_package import PackageStorage
+
+from sources.openai_fine_tuning.schema import DEDUPLICATED_HINT
 
 # what every extracted package has from the moment dlt's atomic rename publishes it
 _PACKAGE_PARTS = (
@@ -43,6 +47,27 @@ def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
     return dropped
 
 
+def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> bool:
+    """Turns dlt's per-key ranking of staging rows back on for a normalized package a killed
+    run left; True when the package declared a table deduplicated.
+
+    A package's tables merged `MERGED_ONCE_PER_RUN` hold each key once, so dlt copies their
+    staging rows as they are. But a run killed after a staging copy committed and before dlt
+    recorded the job as done copies that file again when the package is resumed: the same rows
+    twice in staging. dlt loads a package with the schema inside it, so the hint comes out of
+    that schema (written next to it, then renamed over it: a kill leaves one or the other).
+    """
+    package = Path(pipeline.working_dir) / "load" / "normalized" / load_id
+    path = package / PackageStorage.SCHEMA_FILE_NAME
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    declared = [t for t in schema.get("tables", {}).values() if t.pop(DEDUPLICATED_HINT, None)]
+    if declared:
+        fresh = path.with_name(path.name + ".ranked")
+        fresh.write_text(json.dumps(schema), encoding="utf-8")
+        os.replace(fresh, path)
+    return bool(declared)
+
+
 def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
     """Normalizes and loads packages a killed run left behind; returns their load ids.
 
@@ -51,6 +76,8 @@ def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
     """
     drop_half_deleted_extract_packages(pipeline)
     pending = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
+    for load_id in pipeline.list_normalized_load_packages():  # only these may be half loaded
+        rank_staging_rows_again(pipeline, load_id)
     info = pipeline.run()
     # dlt drops the packages of a first run whose destination was never created (it wipes the
     # working dir to restore state from it): count what it really loaded

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple, Union
 from urllib.parse import quote
 
 import dlt
-from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.resource import DltResource
 
 from .columnar import ColumnTypeError, ColumnTypes, empty_table, table_of
@@ -27,6 +27,8 @@ from .rows import checkpoint_row, event_row, grader_rows, require_item, step_met
 from .schema import (
     CHECKPOINT_COLUMNS,
     EVENT_COLUMNS,
+    MERGED,
+    MERGED_ONCE_PER_RUN,
     STEP_GRADER_SCORE_COLUMNS,
     STEP_METRICS_COLUMNS,
 )
@@ -56,7 +58,8 @@ class DerivedTable:
 
     def register(self, resource: DltResource) -> None:
         """Gives the resource this table's hints, once, before any item."""
-        register_table(resource, self.name, self.columns, list(self.key))
+        # one row per listed item (events) or per item and grader, each read once per run
+        register_table(resource, self.name, self.columns, list(self.key), MERGED_ONCE_PER_RUN)
 
 
 def register_table(
@@ -64,6 +67,7 @@ def register_table(
     table: str,
     columns: TTableSchemaColumns,
     primary_key: Union[str, List[str]],
+    write_disposition: TWriteDispositionConfig = MERGED,
 ) -> None:
     """Gives a resource the hints of another table it fills (merged on `primary_key`), once,
     before any item.
@@ -75,7 +79,7 @@ def register_table(
     resource.apply_hints(table_name=table, columns={}, create_table_variant=True)
     resource.apply_hints(
         table_name=table,
-        write_disposition="merge",
+        write_disposition=write_disposition,
         primary_key=primary_key,
         columns=columns,
         create_table_variant=True,
@@ -208,10 +212,14 @@ def iter_new_items(
     cursor_at, known_ids = ledger.cursor(job_id, spec.name)
     newest_at, newest_ids = cursor_at, set(known_ids)
     pages = api.iter_pages(f"{JOBS_PATH}/{quote(job_id, safe='')}/{spec.path}")
+    # ids of this page and the one before: an item a page repeats from the page before is
+    # yielded once (the tables are declared deduplicated per run, `schema.MERGED_ONCE_PER_RUN`)
+    earlier: Set[str] = set()
     try:
         for page in pages:
             new: List[Row] = []
             reached_loaded = False
+            this_page: Set[str] = set()
             for raw in page:
                 item = require_item(raw, endpoint, spec.item)
                 at, item_id = item["created_at"], item["id"]
@@ -219,6 +227,9 @@ def iter_new_items(
                     reached_loaded = reached_loaded or at < cursor_at
                     if at < cursor_at or item_id in known_ids:
                         continue
+                if item_id in earlier or item_id in this_page:
+                    continue
+                this_page.add(item_id)
                 new.append(item)
                 if newest_at is None or at > newest_at:
                     newest_at, newest_ids = at, {item_id}
@@ -228,6 +239,7 @@ def iter_new_items(
                 if new:
                     yield new
                 break
+            earlier = this_page
             pages.fetch_next()  # while this page's rows are made
             if new:
                 yield new

@@ -7,7 +7,7 @@ take their column types from here too (`columnar.ColumnTypes`).
 
 from typing import Any, Dict
 
-from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 
 from .settings import (
     CHECKPOINT_METRICS,
@@ -16,6 +16,21 @@ from .settings import (
     JOB_TIMESTAMP_FIELDS,
     RESULT_COLUMNS,
 )
+
+# Merged on the primary key. A table whose rows one run extracts at most once each (the Arrow
+# tables: every item of a job's list is read once per run, every file once ever) is declared
+# deduplicated: dlt then copies its staging rows into the table as they are, without ranking
+# them per key first (that ranking was half of a first load's load step, bench/NOTES.md). The
+# `jobs`, `files` and `models` tables keep dlt's ranking: a run writes a file's row twice
+# (`files`, then `training_data` with its content columns). A package a killed run left may
+# hold a staging copy made twice: `pipelines/run/recovery.py` loads it with the ranking on.
+MERGED: TWriteDispositionConfig = "merge"
+MERGED_ONCE_PER_RUN: TWriteDispositionConfig = {
+    "disposition": "merge",
+    "strategy": "delete-insert",
+    "deduplicated": True,
+}
+DEDUPLICATED_HINT = "x-stage-data-deduplicated"  # where dlt keeps `deduplicated` in a table
 
 
 def _column(data_type: str, nullable: bool = True, **hints: Any) -> Dict[str, Any]:

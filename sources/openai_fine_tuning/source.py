@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Opt
 
 import dlt
 import pyarrow as pa
-from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.items import DataItemWithMeta
 from dlt.extract.resource import DltResource
@@ -38,7 +38,14 @@ from .listing import iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, SourceSettings, clean_job_ids, clean_resources
 from .org_lists import ORG_LISTS
 from .rows import is_final, job_row
-from .schema import FILE_COLUMNS, JOB_COLUMNS, RESULT_ROW_COLUMNS, TRAINING_EXAMPLE_COLUMNS
+from .schema import (
+    FILE_COLUMNS,
+    JOB_COLUMNS,
+    MERGED,
+    MERGED_ONCE_PER_RUN,
+    RESULT_ROW_COLUMNS,
+    TRAINING_EXAMPLE_COLUMNS,
+)
 from .settings import (
     ARROW_BATCH_ROWS,
     DEFAULT_BACKOFF_BASE,
@@ -146,13 +153,15 @@ def _per_job(
     markers: Callable[[], Iterable[Any]] = lambda: [dlt.mark.materialize_table_schema()],
     parallelized: bool = True,
     table_name: Optional[str] = None,
+    write_disposition: TWriteDispositionConfig = MERGED,
 ) -> DltResource:
     """A merged transformer over the jobs to read that skips jobs settled for it.
 
     With `parallelized`, each job's generator runs in dlt's extract thread pool, one step at
     a time, so one job's pages stay in order while jobs overlap. Arrow tables go to dlt in
     batches gathered across jobs (`batching`); rows of the resource's own table get their
-    `_dlt_id` from `primary_key`.
+    `_dlt_id` from `primary_key`. `write_disposition` is its own table's (`schema.MERGED`, or
+    `schema.MERGED_ONCE_PER_RUN` when a run yields each of its rows at most once).
     """
     own_table = table_name or name
 
@@ -182,7 +191,7 @@ def _per_job(
         data_from=tasks,
         name=name,
         table_name=own_table,
-        write_disposition="merge",
+        write_disposition=write_disposition,
         primary_key=list(primary_key),
         columns=columns,
         parallelized=parallelized,
@@ -329,6 +338,7 @@ def openai_fine_tuning(
             spec.columns,
             batchers[spec.name],
             markers=spec.table_markers,
+            write_disposition=MERGED_ONCE_PER_RUN,  # a job's list is read once per run
         )
 
     def read_training_data(task: JobTask) -> Iterator[Any]:
@@ -366,6 +376,7 @@ def openai_fine_tuning(
             RESULT_ROW_COLUMNS,
             batchers["results"],
             primary_key=("file_id", "step"),
+            write_disposition=MERGED_ONCE_PER_RUN,  # a results file is read once, ever
         ),
         _per_job(
             "training_data",
@@ -376,6 +387,7 @@ def openai_fine_tuning(
             batchers["training_data"],
             primary_key=("file_id", "line"),
             table_name="training_examples",
+            write_disposition=MERGED_ONCE_PER_RUN,  # a file is claimed once per run
             markers=lambda: [
                 with_row_ids(TRAINING_EXAMPLES_SCHEMA.empty_table(), ("file_id", "line")),
                 dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),

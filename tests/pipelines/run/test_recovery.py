@@ -8,8 +8,10 @@ still not duplicate a checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -182,3 +184,62 @@ def test_half_deleted_empty_extracted_package_is_dropped(loader, world):
 
     assert not leftover.exists()
     assert_history_equal_truth(loader, world)
+
+
+# what a run merges with each key once per run: dlt copies their staging rows as they are
+DEDUPLICATED_TABLES = {
+    "checkpoints",
+    "events",
+    "step_metrics",
+    "step_grader_scores",
+    "results",
+    "training_examples",
+}
+
+
+def test_tables_read_once_per_run_are_declared_deduplicated(loader):
+    from sources.openai_fine_tuning.schema import DEDUPLICATED_HINT
+
+    name = loader.run().pipeline_name
+    schema = json.loads(
+        (loader.pipelines_dir / name / "schemas" / "openai_fine_tuning.schema.json").read_text()
+    )
+    declared = {n for n, t in schema["tables"].items() if t.get(DEDUPLICATED_HINT)}
+    assert declared == DEDUPLICATED_TABLES
+
+
+def test_resumed_package_with_a_staging_copy_made_twice_loads_each_row_once(loader, world):
+    """A run killed after a staging copy committed, before dlt recorded the job as done, makes
+    that copy again when the package is resumed: the rows twice in staging. The package is
+    loaded with dlt's per-key ranking back on, so every table still equals the truth."""
+    from pipelines.run import make_pipeline
+    from sources.openai_fine_tuning import openai_fine_tuning
+
+    name = loader.run(resources=["jobs"]).pipeline_name
+    pipeline = make_pipeline(
+        duckdb_path=str(loader.duckdb_path),
+        pipelines_dir=str(loader.pipelines_dir),
+        pipeline_name=name,
+    )
+    pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=loader.sandbox.base_url))
+    pipeline.normalize()
+    (load_id,) = pipeline.list_normalized_load_packages()
+    new_jobs = Path(pipeline.working_dir) / "load" / "normalized" / load_id / "new_jobs"
+    copied = []
+    for table in sorted(DEDUPLICATED_TABLES):  # each file of these tables, as if copied twice
+        for job_file in new_jobs.glob(f"{table}.*.parquet"):
+            _, file_id, retry, ext = job_file.name.split(".")
+            twin = job_file.with_name(f"{table}.{file_id}x.{retry}.{ext}")
+            shutil.copyfile(job_file, twin)
+            copied.append(table)
+    assert set(copied) == DEDUPLICATED_TABLES
+
+    summary = loader.run()
+
+    assert summary.recovered_packages == 1
+    assert_history_equal_truth(loader, world)
+    for table in DEDUPLICATED_TABLES:
+        (duplicates,) = loader.query(
+            f"SELECT count(*) - count(DISTINCT _dlt_id) AS n FROM openai_fine_tuning.{table}"
+        )
+        assert duplicates == {"n": 0}, table

@@ -141,6 +141,18 @@ def test_full_refresh_reloads_everything_without_duplicates(loader, world):
     assert_history_equal_truth(loader, world)
 
 
+def test_an_item_a_page_repeats_from_the_page_before_loads_once(loader, world):
+    """A server whose cursor is inclusive starts each page with the last item of the page
+    before; the tables are declared deduplicated per run, so the reader skips the repeat."""
+    world.pages_repeat_cursor_item = True
+
+    summary = loader.run(page_size=3)
+
+    assert summary.rows["checkpoints"] == len(world.truth_checkpoints())
+    assert summary.rows["events"] == sum(map(len, world.truth_events().values()))
+    assert_history_equal_truth(loader, world)
+
+
 def test_job_ids_reads_only_those_jobs(loader, world):
     finished = [j for j in world.truth_jobs() if j["status"] == "succeeded"][0]["id"]
     running = [j for j in world.truth_jobs() if j["status"] == "running"][0]["id"]
