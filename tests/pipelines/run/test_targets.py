@@ -129,3 +129,36 @@ def test_cli_pipeline_name_overrides(cli, tmp_path):
     code, out, _ = cli("--pipeline-name", "nightly")
     assert code == 0 and f"  pipeline nightly in {tmp_path / 'pipelines'}" in out
     assert (tmp_path / "pipelines" / "nightly").is_dir()
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
+def test_capabilities_are_worked_out_once_and_handed_out_as_copies(
+    destination, tmp_path, monkeypatch
+):
+    """dlt asks a dozen times a run; each ask gets the same answer as a copy of its own (dlt
+    sets file formats on what it gets), and an answer for a configuration is not the kept one."""
+    from dlt.common.configuration.resolve import resolve_configuration
+
+    from pipelines.run import make_pipeline
+
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", "postgresql://user:secret@127.0.0.1:1/db"
+    )
+    pipeline = make_pipeline(destination, duckdb_path=str(tmp_path / "ft.duckdb"))
+    target = pipeline.destination
+    resolved = []
+    resolve = target.configuration
+    monkeypatch.setattr(
+        target, "configuration", lambda *a, **k: resolved.append(1) or resolve(*a, **k)
+    )
+    first, again = target.capabilities(), target.capabilities()
+    assert len(resolved) == 1
+    assert first is not again
+    assert first.supported_loader_file_formats == again.supported_loader_file_formats
+    first.supported_loader_file_formats = ["nothing"]
+    first.preferred_loader_file_format = "nothing"
+    after = target.capabilities()
+    assert after.supported_loader_file_formats == again.supported_loader_file_formats
+    assert after.preferred_loader_file_format == again.preferred_loader_file_format != "nothing"
+    configured = resolve_configuration(target.spec(), accept_partial=True)
+    assert target.capabilities(configured) is not target.capabilities(configured)
