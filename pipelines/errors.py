@@ -221,7 +221,7 @@ def explain(error: BaseException) -> tuple[int, str]:
         if "Out of Memory Error" in str(root):
             return EXIT_DESTINATION, (
                 "DuckDB ran out of memory while loading: raise --duckdb-memory-limit (default"
-                " 128MB); the extracted rows are kept and the next run loads them"
+                " 64MB); the extracted rows are kept and the next run loads them"
             )
         return EXIT_DESTINATION, f"Destination error during {error.step}: " + one_line(
             f"{type(root).__name__}: {root}"

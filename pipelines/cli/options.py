@@ -88,7 +88,7 @@ def add_state(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duckdb-memory-limit",
-        default="128MB",
+        default="64MB",
         metavar="SIZE",
         help="DuckDB's memory while loading",
     )

@@ -26,7 +26,7 @@ from sources.openai_fine_tuning.errors import ConfigurationError
 
 DATASET_NAME = "openai_fine_tuning"
 DUCKDB_PATH = "openai_ft.duckdb"
-DUCKDB_MEMORY_LIMIT = "128MB"
+DUCKDB_MEMORY_LIMIT = "64MB"
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 

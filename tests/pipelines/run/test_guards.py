@@ -169,10 +169,38 @@ def test_duckdb_out_of_memory_is_one_line_and_the_next_run_recovers(tmp_path, mo
         assert code == 5
         assert err.strip() == (
             "openai-ft: error: DuckDB ran out of memory while loading: raise"
-            " --duckdb-memory-limit (default 128MB); the extracted rows are kept and the next"
+            " --duckdb-memory-limit (default 64MB); the extracted rows are kept and the next"
             " run loads them"
         )
         sandbox.stats.reset()
         assert main(args) == 0
         assert "finished 1 load package(s) left by an interrupted run" in capsys.readouterr().out
         assert_checkpoints_equal_truth(loader, world)
+
+
+def test_duckdb_memory_limit_default_is_one_value_everywhere():
+    """The CLI's default (set without importing dlt), `load()`'s, and the one the
+    out-of-memory hint names (`test_duckdb_out_of_memory...` above) are the same."""
+    import argparse
+
+    from pipelines.cli.options import add_state
+    from pipelines.run.destinations import DUCKDB_MEMORY_LIMIT
+
+    parser = argparse.ArgumentParser()
+    add_state(parser)
+    assert parser.parse_args([]).duckdb_memory_limit == DUCKDB_MEMORY_LIMIT == "64MB"
+
+
+@pytest.mark.parametrize(
+    "destination, configured, workers",
+    [("duckdb", None, 2), ("postgres", None, 20), ("duckdb", "3", 3)],
+)
+def test_load_workers(destination, configured, workers, tmp_path, monkeypatch):
+    """Into DuckDB two load jobs at a time, elsewhere dlt's 20; `load.workers` decides when set."""
+    from pipelines.run import make_pipeline
+    from pipelines.run.loader import load_workers
+
+    if configured:
+        monkeypatch.setenv("LOAD__WORKERS", configured)
+    pipeline = make_pipeline(destination, duckdb_path=str(tmp_path / "ft.duckdb"))
+    assert load_workers(pipeline) == workers
