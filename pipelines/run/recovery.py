@@ -47,9 +47,9 @@ def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
     return dropped
 
 
-def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> bool:
+def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> None:
     """Turns dlt's per-key ranking of staging rows back on for a normalized package a killed
-    run left; True when the package declared a table deduplicated.
+    run left.
 
     A package's tables merged `MERGED_ONCE_PER_RUN` hold each key once, so dlt copies their
     staging rows as they are. But a run killed after a staging copy committed and before dlt
@@ -65,7 +65,6 @@ def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> bool:
         fresh = path.with_name(path.name + ".ranked")
         fresh.write_text(json.dumps(schema), encoding="utf-8")
         os.replace(fresh, path)
-    return bool(declared)
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:

@@ -132,9 +132,10 @@ def test_sigkill_at_every_stage_then_rerun_is_exact(tmp_path):
     assert recovered >= 1  # the recovery path ran
 
 
-def test_half_deleted_extracted_package_is_dropped(loader, world):
-    """The exact leftover of a SIGKILL inside dlt's normalize commit: the package is already in
-    `load/normalized`, its extracted copy half deleted. The next run must not trip on it."""
+def _package_normalized_not_loaded(loader):
+    """After a first load of `jobs`, a package of everything extracted and normalized by the
+    pipeline `load()` uses for this target, not loaded: what a run killed in its load step
+    leaves. Returns the pipeline and the package's load id."""
     from pipelines.run import make_pipeline
     from sources.openai_fine_tuning import openai_fine_tuning
 
@@ -147,6 +148,13 @@ def test_half_deleted_extracted_package_is_dropped(loader, world):
     pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=loader.sandbox.base_url))
     pipeline.normalize()
     (load_id,) = pipeline.list_normalized_load_packages()
+    return pipeline, load_id
+
+
+def test_half_deleted_extracted_package_is_dropped(loader, world):
+    """The exact leftover of a SIGKILL inside dlt's normalize commit: the package is already in
+    `load/normalized`, its extracted copy half deleted. The next run must not trip on it."""
+    pipeline, load_id = _package_normalized_not_loaded(loader)
     leftover = Path(pipeline.working_dir) / "normalize" / "extracted" / load_id
     (leftover / "completed_jobs").mkdir(parents=True)  # what rmtree had not reached yet
     assert load_id in pipeline.list_extracted_load_packages()
@@ -212,18 +220,7 @@ def test_resumed_package_with_a_staging_copy_made_twice_loads_each_row_once(load
     """A run killed after a staging copy committed, before dlt recorded the job as done, makes
     that copy again when the package is resumed: the rows twice in staging. The package is
     loaded with dlt's per-key ranking back on, so every table still equals the truth."""
-    from pipelines.run import make_pipeline
-    from sources.openai_fine_tuning import openai_fine_tuning
-
-    name = loader.run(resources=["jobs"]).pipeline_name
-    pipeline = make_pipeline(
-        duckdb_path=str(loader.duckdb_path),
-        pipelines_dir=str(loader.pipelines_dir),
-        pipeline_name=name,
-    )
-    pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=loader.sandbox.base_url))
-    pipeline.normalize()
-    (load_id,) = pipeline.list_normalized_load_packages()
+    pipeline, load_id = _package_normalized_not_loaded(loader)
     new_jobs = Path(pipeline.working_dir) / "load" / "normalized" / load_id / "new_jobs"
     copied = []
     for table in sorted(DEDUPLICATED_TABLES):  # each file of these tables, as if copied twice
