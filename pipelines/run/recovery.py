@@ -74,8 +74,9 @@ def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
     with no data does both), so an ephemeral runner keeps loading incrementally.
     """
     drop_half_deleted_extract_packages(pipeline)
-    pending = pipeline.list_extracted_load_packages() + pipeline.list_normalized_load_packages()
-    for load_id in pipeline.list_normalized_load_packages():  # only these may be half loaded
+    normalized = pipeline.list_normalized_load_packages()
+    pending = pipeline.list_extracted_load_packages() + normalized
+    for load_id in normalized:  # only these may be half loaded
         rank_staging_rows_again(pipeline, load_id)
     info = pipeline.run()
     # dlt drops the packages of a first run whose destination was never created (it wipes the
