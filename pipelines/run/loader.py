@@ -26,7 +26,7 @@ from pipelines.run.destinations import (
     uncompressed_extract_files,
 )
 from pipelines.run.guards import holding_duckdb_file, run_lock
-from pipelines.run.prepare import prepare_run
+from pipelines.run.prepare import PreparedRun, prepare_run
 from pipelines.run.recovery import finish_interrupted_run
 from pipelines.run.signals import end_children_with_parent
 from pipelines.run.summary import LoadSummary
@@ -71,6 +71,17 @@ def normalize_workers(pipeline: dlt.Pipeline) -> int:
     extracted = Path(pipeline.working_dir) / "normalize" / "extracted"
     size = sum(f.stat().st_size for f in extracted.glob("*/new_jobs/*") if f.is_file())
     return NORMALIZE_WORKERS if size >= PARALLEL_NORMALIZE_BYTES else 1
+
+
+def read_job_list_ahead(prepared: PreparedRun, pipeline: dlt.Pipeline) -> bool:
+    """Starts reading the job list ahead (`listing.ListingAhead`) with the state as this run
+    finds it, before recovery and dlt's setup; True when started (not on a first run)."""
+    listing = prepared.settings.listing_ahead
+    if listing is None:
+        return False
+    state = pipeline.state.get("sources", {}).get(prepared.source.name, {})
+    selected = [name for name in prepared.source.selected_resources]
+    return bool(listing.start(state, selected, prepared.owner))
 
 
 def load(
@@ -121,6 +132,7 @@ def load(
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
     import_in_background()  # what dlt's load step imports, while extraction waits on the API
+    prepared: Optional[PreparedRun] = None
     try:
         prepared = prepare_run(
             destination,
@@ -139,6 +151,8 @@ def load(
         summary.destination = describe_destination(pipeline, duckdb_path)
         summary.dataset = dataset
         with run_lock(name, pipeline.pipelines_dir, wait, wait_timeout, notify):
+            if not full_refresh:  # the job list's chain of pages, beside the setup below
+                read_job_list_ahead(prepared, pipeline)
             holding = (destination, duckdb_path, wait, wait_timeout, notify)
             # A killed run may have left packages (rows + the ledger they advance). dlt's run()
             # would load them and skip extraction: finish them first, then extract as usual.
@@ -172,6 +186,8 @@ def load(
         summary.info = info
         return summary
     finally:
+        if prepared is not None and prepared.settings.listing_ahead is not None:
+            prepared.settings.listing_ahead.close()
         summary.jobs_seen = stats.jobs_seen
         summary.requests = stats.requests
         summary.retries = stats.retries

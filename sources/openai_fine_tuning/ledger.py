@@ -43,6 +43,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set
 from .errors import ConfigurationError
 
 VERSION = 2
+LEDGER_KEY = "jobs_ledger"  # the ledger's key in the source's dlt state
 # State written before per-resource settling (jobs and checkpoints only): its settled jobs
 # are settled for `checkpoints` only, so `jobs` writes their final row once more after an
 # upgrade (a checkpoints-only run used to settle jobs the `jobs` table never got).
@@ -57,12 +58,17 @@ class StateOwner:
     digest: Optional[str] = None
     description: str = ""
 
+    def owns(self, state: Dict[str, Any]) -> bool:
+        """Whether `claim(state)` would take the state (unchecked owners take any)."""
+        recorded = state.get("target")
+        return self.digest is None or not recorded or recorded.get("digest") == self.digest
+
     def claim(self, state: Dict[str, Any]) -> None:
         """Records the owner in a new state; refuses a state recorded for another target."""
         if self.digest is None:
             return
         recorded = state.get("target")
-        if recorded and recorded.get("digest") != self.digest:
+        if not self.owns(state):
             raise ConfigurationError(
                 f"This pipeline's state belongs to another target ({recorded.get('description')}),"
                 f" not {self.description}: give this target its own --pipeline-name or"

@@ -1,41 +1,210 @@
-"""Which jobs a run reads: the job list (or the configured ids), minus what is settled."""
+"""Which jobs a run reads: the job list (or the configured ids), minus what is settled.
+
+The job list is a chain: each page's `after` cursor is the last id of the page before, so a
+rerun that must reach an old open job waits for every page in turn (ten of them for 1,000
+jobs). `ListingAhead` starts that chain on a thread of its own as soon as the run may make
+requests, with the stop rule applied to the state as the run found it, so the chain overlaps
+the run's setup (recovery, dlt's state sync and extract setup) instead of following it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Sequence
+import copy
+import queue
+import threading
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set
 
 from .http.client import FineTuningApi
-from .ledger import JobLedger
+from .http.read_ahead import ReadAhead
+from .http.stopping import stop_requested
+from .ledger import LEDGER_KEY, JobLedger, StateOwner
 from .rows import require_item
-from .settings import JOBS_PATH
+from .settings import JOBS_PATH, PER_JOB_RESOURCES
+
+Page = List[Dict[str, Any]]
+
+
+class StopRule:
+    """When a listing may stop paging: once it has passed the newest job seen by the previous
+    listing (everything above it is new) and has seen every known job a selected resource
+    still needs. On the first run (no previous listing) it reads all.
+
+    Args:
+        ledger: What was loaded.
+        selected: The per-job resources this run reads.
+    """
+
+    def __init__(self, ledger: JobLedger, selected: Sequence[str]) -> None:
+        self.listed_through = ledger.listed_through
+        self.unseen_open: Set[str] = ledger.open_ids(selected)
+        self.newest: Optional[int] = None
+        self._passed_known = False
+
+    def see(self, jobs: Sequence[Dict[str, Any]]) -> bool:
+        """Takes in a page's jobs; True once no further page is needed."""
+        for job in jobs:
+            created_at = job["created_at"]
+            self.newest = created_at if self.newest is None else max(self.newest, created_at)
+            self.unseen_open.discard(job["id"])
+            if self.listed_through is not None and created_at < self.listed_through:
+                self._passed_known = True
+        return self._passed_known and not self.unseen_open
+
+
+_END = object()  # the list has no more pages
+_PAUSED = object()  # the thread's rule says stop; the reader may still want more
+
+
+class ListingAhead:
+    """The job list's pages, read ahead on a thread of its own from `start()` on.
+
+    The thread stops where the stop rule, applied to the state as it was at `start()`, says a
+    listing may stop. The run's own listing (`iter_listed_jobs`, with the state after recovery
+    and dlt's sync) takes those pages as they come: should it need more (its state knows more
+    open jobs), it goes on from the last page itself; should it need fewer, it closes the rest
+    (at most the request under way is made). Pages or failures are handed over as they are.
+
+    Args:
+        api: The API the pages come from.
+    """
+
+    def __init__(self, api: FineTuningApi) -> None:
+        self._api = api
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pages: Optional[ReadAhead[Page]] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._closed = False  # no more pages wanted
+        self._ended = False  # the thread has ended
+        self._taken = False
+
+    def start(
+        self, source_state: Mapping[str, Any], selected: Sequence[str], owner: StateOwner
+    ) -> bool:
+        """Starts reading the job list ahead, unless there is nothing to stop it by (no
+        listing in `source_state`: a first run, which reads all anyway) or the state is
+        another target's (the run refuses it). True when started.
+
+        Args:
+            source_state: The source's dlt state as the run found it (read, not kept).
+            selected: The per-job resources this run reads.
+            owner: The target the state must belong to.
+        """
+        recorded = source_state.get(LEDGER_KEY)
+        if self._thread is not None or not isinstance(recorded, dict):
+            return False
+        if recorded.get("listed_through") is None or not owner.owns(recorded):
+            return False
+        ledger = JobLedger(copy.deepcopy(recorded), PER_JOB_RESOURCES)
+        rule = StopRule(ledger, [r for r in selected if r in PER_JOB_RESOURCES])
+        self._pages = self._api.iter_pages(JOBS_PATH)
+        self._thread = threading.Thread(
+            target=self._read, args=(rule,), name="openai-ft-job-list", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def _read(self, rule: StopRule) -> None:
+        assert self._pages is not None
+        try:
+            while not (self._closed or stop_requested()):
+                page = next(self._pages, _END)
+                self._queue.put(page)
+                if page is _END:
+                    return
+                try:
+                    if rule.see(page):
+                        break
+                except (KeyError, TypeError):  # not a job: the reader says what is wrong
+                    break
+            self._queue.put(_PAUSED)
+        except BaseException as error:  # noqa: BLE001 (handed to the reader as it is)
+            self._queue.put(error)
+        finally:
+            with self._lock:
+                self._ended = True
+                closed = self._closed
+            if closed:
+                self._pages.close()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits for the thread to end (True when it has, or never started)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def take(self) -> Optional[Iterator[Page]]:
+        """The pages read ahead, for the run's listing (once); None when not started."""
+        if self._pages is None or self._taken:
+            return None
+        self._taken = True
+        return _TakenPages(self)
+
+    def close(self) -> None:
+        """Stops reading ahead (the request under way, if any, is made)."""
+        with self._lock:
+            self._closed = True
+            ended = self._ended or self._thread is None
+        if ended and self._pages is not None:
+            self._pages.close()
+
+
+class _TakenPages:
+    """The pages of a `ListingAhead`, then (should the reader want more) the rest of the list,
+    read by the reader: an iterator with `fetch_next()` and `close()`, as `ReadAhead`."""
+
+    def __init__(self, ahead: ListingAhead) -> None:
+        self._ahead = ahead
+        self._own = False  # the reader reads the pages itself now
+
+    def __iter__(self) -> _TakenPages:
+        return self
+
+    def __next__(self) -> Page:
+        pages = self._ahead._pages
+        assert pages is not None
+        if self._own:
+            return next(pages)
+        got = self._ahead._queue.get()
+        if got is _END:
+            raise StopIteration
+        if got is _PAUSED:
+            self._own = True  # the thread has ended: its pages are the reader's now
+            return next(pages)
+        if isinstance(got, BaseException):
+            raise got
+        return got  # type: ignore[no-any-return]
+
+    def fetch_next(self) -> None:
+        """Fetches the next page meanwhile, once the reader reads the pages itself."""
+        if self._own and self._ahead._pages is not None:
+            self._ahead._pages.fetch_next()
+
+    def close(self) -> None:
+        self._ahead.close()
 
 
 def iter_listed_jobs(
-    api: FineTuningApi, ledger: JobLedger, selected: Sequence[str]
+    api: FineTuningApi,
+    ledger: JobLedger,
+    selected: Sequence[str],
+    ahead: Optional[ListingAhead] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Jobs some selected resource still needs, from the job list, newest first.
 
-    Paging stops once the listing has passed the newest job seen by the previous listing
-    (everything above it is new) and has seen every known job a selected resource still
-    needs; on the first run it reads all. Every listed job becomes known to the ledger, for
-    every resource, so a resource selected later still finds it.
+    Paging stops by the `StopRule`. Every listed job becomes known to the ledger, for every
+    resource, so a resource selected later still finds it. The pages `ahead` read are taken
+    first when it was started.
     """
     endpoint = api.endpoint(JOBS_PATH)
-    listed_through = ledger.listed_through
-    unseen_open = ledger.open_ids(selected)
-    newest: Optional[int] = None
-    passed_known = False
-    pages = api.iter_pages(JOBS_PATH)
+    rule = StopRule(ledger, selected)
+    taken = ahead.take() if ahead is not None else None
+    pages = taken if taken is not None else api.iter_pages(JOBS_PATH)
     try:
         for page in pages:
             jobs = [require_item(item, endpoint, "job") for item in page]
-            for job in jobs:
-                job_id, created_at = job["id"], job["created_at"]
-                newest = created_at if newest is None else max(newest, created_at)
-                unseen_open.discard(job_id)
-                if listed_through is not None and created_at < listed_through:
-                    passed_known = True
-            done = passed_known and not unseen_open
+            done = rule.see(jobs)
             if not done:
                 pages.fetch_next()  # while this page's jobs are read
             for job in jobs:
@@ -43,12 +212,12 @@ def iter_listed_jobs(
                     ledger.register(job["id"])
                     yield job
             if done:
-                ledger.finish_listing(newest, vanished=())
+                ledger.finish_listing(rule.newest, vanished=())
                 return
     finally:
         pages.close()
     # read to the end: known jobs not listed any more are gone
-    ledger.finish_listing(newest, vanished=unseen_open)
+    ledger.finish_listing(rule.newest, vanished=rule.unseen_open)
 
 
 def iter_configured_jobs(

@@ -33,8 +33,8 @@ from .connection import resolve_connection, setting
 from .http.client import FineTuningApi, redact_url
 from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
-from .ledger import JobLedger, StateOwner, job_counts
-from .listing import iter_configured_jobs, iter_listed_jobs
+from .ledger import LEDGER_KEY, JobLedger, StateOwner, job_counts
+from .listing import ListingAhead, iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, SourceSettings, clean_job_ids, clean_resources
 from .org_lists import ORG_LISTS
 from .rows import is_final, job_row
@@ -63,7 +63,6 @@ from .stats import RunStats
 from .training_data import SCHEMA as TRAINING_EXAMPLES_SCHEMA
 from .training_data import iter_training_items
 
-LEDGER_KEY = "jobs_ledger"
 # the resources whose rows go to dlt as Arrow tables (`columnar`)
 ARROW_RESOURCES = ("checkpoints", "events", "results", "training_data")
 # dlt gives rows it gets as Arrow tables (`training_examples`) no `_dlt_load_id` unless told:
@@ -280,7 +279,9 @@ def openai_fine_tuning(
         max_requests_per_second=max_requests_per_second,
     )
     api = FineTuningApi(options, stats)
+    listing_ahead = ListingAhead(api)
     if settings is not None:
+        settings.listing_ahead = listing_ahead
         settings.workers = options.workers
         settings.api_identity = {
             "base_url": redact_url(options.base_url).rstrip("/"),
@@ -306,7 +307,7 @@ def openai_fine_tuning(
         listing = (
             iter_configured_jobs(api, ledger, wanted, selected)
             if wanted
-            else iter_listed_jobs(api, ledger, selected)
+            else iter_listed_jobs(api, ledger, selected, listing_ahead)
         )
         for job in listing:
             api.stats.count_job()

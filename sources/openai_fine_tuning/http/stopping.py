@@ -25,6 +25,11 @@ def request_stop() -> None:
     _STOP.set()
 
 
+def stop_requested() -> bool:
+    """Whether a stop was asked (for a worker between two requests)."""
+    return _STOP.is_set()
+
+
 def clear_stop() -> None:
     """A new run starts: forget an earlier stop request of this process."""
     _STOP.clear()
