@@ -6,9 +6,8 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import duckdb
 import filelock
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
@@ -20,12 +19,17 @@ from pipelines.errors import (
 )
 from sources.openai_fine_tuning.errors import ConfigurationError
 
+if TYPE_CHECKING:  # imported on first use: a rerun imports it while the job list is read
+    import duckdb
+
 Notify = Callable[[str], None]
 
 
 def open_duckdb_file(path: str) -> duckdb.DuckDBPyConnection:
     """Opens (or creates) the DuckDB file; a file that cannot be used is a DestinationError,
     one held by another process a DuckDBLockedError."""
+    import duckdb
+
     target = Path(path)
     if target.parent.exists() and not target.parent.is_dir():
         raise DestinationError(

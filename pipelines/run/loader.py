@@ -151,13 +151,13 @@ def load(
         summary.destination = describe_destination(pipeline, duckdb_path)
         summary.dataset = dataset
         with run_lock(name, pipeline.pipelines_dir, wait, wait_timeout, notify):
-            if not full_refresh:  # the job list's chain of pages, beside the setup below
-                read_job_list_ahead(prepared, pipeline)
             holding = (destination, duckdb_path, wait, wait_timeout, notify)
             # A killed run may have left packages (rows + the ledger they advance). dlt's run()
             # would load them and skip extraction: finish them first, then extract as usual.
             # (Opening the DuckDB file here also checks it before any API request.)
             with holding_duckdb_file(*holding):
+                if not full_refresh:  # the job list's chain of pages, beside the setup below
+                    read_job_list_ahead(prepared, pipeline)
                 recovered = finish_interrupted_run(pipeline)
             summary.recovered_packages = len(recovered)
             # extract, normalize, load as run() does, but with dlt's extract pool sized to our

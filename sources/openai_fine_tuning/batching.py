@@ -15,11 +15,12 @@ it loses the rest of the package.
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
-import pyarrow as pa
+if TYPE_CHECKING:  # imported on first use: the source imports without pyarrow (DESIGN.md)
+    import pyarrow as pa
 
-Batch = Tuple[str, pa.Table]  # (table name, rows)
+Batch = Tuple[str, "pa.Table"]  # (table name, rows)
 
 
 class ArrowBatcher:
@@ -86,6 +87,8 @@ def _joined(tables: List[pa.Table]) -> List[pa.Table]:
     when their types conflict (a column that is a number in one and text in another)."""
     if len(tables) == 1:
         return tables
+    import pyarrow as pa
+
     try:
         return [pa.concat_tables(tables, promote_options="default")]
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -141,30 +141,6 @@ def with_row_ids(table: pa.Table, key: Sequence[str]) -> pa.Table:
     return table.append_column(pa.field(ROW_ID, pa.string(), nullable=True), ids)
 
 
-def flatten_into(
-    row: Dict[str, Any], value: Mapping[str, Any], prefix: str, lists: Dict[str, Any]
-) -> None:
-    """Adds `value`'s entries to `row`, nested objects joined with `__` (as dlt names the
-    columns of nested objects) and every number as a float; None values are left out (a
-    column that only ever held null is not created, as dlt does with dicts). Lists go to
-    `lists` under their flattened name."""
-    for key, inner in value.items():
-        name = prefix + key
-        if inner is None:
-            continue
-        kind = type(inner)
-        if kind is float:
-            row[name] = inner
-        elif kind is int:
-            row[name] = float(inner)
-        elif kind is dict:
-            flatten_into(row, inner, name + "__", lists)
-        elif kind is list:
-            lists[name] = inner
-        else:  # text, booleans
-            row[name] = inner
-
-
 def empty_table(types: ColumnTypes, key: Sequence[str]) -> pa.Table:
     """A table of no rows with the hinted columns: creates the table before its first rows."""
     return with_row_ids(

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Dict, Iterator, List, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Set, Tuple, Union
 from urllib.parse import quote
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.resource import DltResource
 
-from .columnar import ColumnTypeError, ColumnTypes, empty_table, table_of
 from .errors import UpstreamError
 from .http.client import FineTuningApi
 from .ledger import JobLedger
@@ -34,6 +33,9 @@ from .schema import (
 )
 from .settings import GRADER_LIST, JOBS_PATH, TERMINAL_STATUSES
 from .stats import RunStats
+
+if TYPE_CHECKING:  # imported on first use: the source imports without pyarrow (DESIGN.md)
+    from .columnar import ColumnTypes
 
 Row = Dict[str, Any]
 
@@ -54,6 +56,8 @@ class DerivedTable:
 
     @cached_property
     def types(self) -> ColumnTypes:
+        from .columnar import ColumnTypes
+
         return ColumnTypes(self.columns)
 
     def register(self, resource: DltResource) -> None:
@@ -118,10 +122,14 @@ class JobList:
 
     @cached_property
     def types(self) -> ColumnTypes:
+        from .columnar import ColumnTypes
+
         return ColumnTypes(self.columns)
 
     def table_markers(self) -> Iterator[Any]:
         """Items that create this list's tables even when they get no rows."""
+        from .columnar import empty_table
+
         yield empty_table(self.types, ("id",))
         for table in self.derived:
             yield dlt.mark.with_table_name(empty_table(table.types, table.key), table.name)
@@ -136,6 +144,8 @@ class JobList:
             UpstreamError: when a value does not fit its column's type (a text `step_number`),
                 naming the endpoint and the value.
         """
+        from . import columnar
+
         tables = [(self.name, self.types, ("id",), [self.row(item, job_id) for item in items])]
         derived = self.derive(items, job_id, stats)
         tables += [
@@ -143,8 +153,8 @@ class JobList:
         ]
         for name, types, key, rows in tables:
             try:
-                table = table_of(rows, types, key)
-            except ColumnTypeError as error:
+                table = columnar.table_of(rows, types, key)
+            except columnar.ColumnTypeError as error:
                 raise UpstreamError(f"{endpoint} answered {self.item}s with {error}") from None
             yield table if name == self.name else dlt.mark.with_table_name(table, name)
 

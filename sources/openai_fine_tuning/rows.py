@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .columnar import flatten_into
 from .errors import UpstreamError
 from .settings import (
     FILE_TIMESTAMP_FIELDS,
@@ -227,3 +226,27 @@ def model_row(model: Any, endpoint: str, seen_at: datetime) -> Dict[str, Any]:
     row["shutdown_date"] = _shutdown_date(shutdown, endpoint, model_id)
     row["last_seen_at"] = seen_at
     return row
+
+
+def flatten_into(
+    row: Dict[str, Any], value: Mapping[str, Any], prefix: str, lists: Dict[str, Any]
+) -> None:
+    """Adds `value`'s entries to `row`, nested objects joined with `__` (as dlt names the
+    columns of nested objects) and every number as a float; None values are left out (a
+    column that only ever held null is not created, as dlt does with dicts). Lists go to
+    `lists` under their flattened name."""
+    for key, inner in value.items():
+        name = prefix + key
+        if inner is None:
+            continue
+        kind = type(inner)
+        if kind is float:
+            row[name] = inner
+        elif kind is int:
+            row[name] = float(inner)
+        elif kind is dict:
+            flatten_into(row, inner, name + "__", lists)
+        elif kind is list:
+            lists[name] = inner
+        else:  # text, booleans
+            row[name] = inner

@@ -17,10 +17,20 @@ resource reads lives in its own module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+)
 
 import dlt
-import pyarrow as pa
 from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.items import DataItemWithMeta
@@ -28,10 +38,8 @@ from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 
 from .batching import ArrowBatcher, Batch
-from .columnar import keep_json_hints_quietly, with_row_ids
 from .connection import resolve_connection, setting
 from .http.client import FineTuningApi, redact_url
-from .job_files import iter_file_rows, iter_result_rows
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
 from .ledger import LEDGER_KEY, JobLedger, StateOwner, job_counts
 from .listing import ListingAhead, iter_configured_jobs, iter_listed_jobs
@@ -60,8 +68,9 @@ from .settings import (
     PER_JOB_RESOURCES,
 )
 from .stats import RunStats
-from .training_data import SCHEMA as TRAINING_EXAMPLES_SCHEMA
-from .training_data import iter_training_items
+
+if TYPE_CHECKING:  # imported on first use: the source imports without pyarrow (DESIGN.md)
+    import pyarrow as pa
 
 # the resources whose rows go to dlt as Arrow tables (`columnar`)
 ARROW_RESOURCES = ("checkpoints", "events", "results", "training_data")
@@ -108,6 +117,9 @@ def _prepare_extraction() -> List[str]:
     The hints go on the resources of the source being extracted, before any item: dlt's
     resource clones (the source makes some) do not carry table variants.
     """
+    from .columnar import keep_json_hints_quietly
+
+    keep_json_hints_quietly(ARROW_RESOURCES)
     try:
         source = dlt.current.source()
     except CurrentSourceNotAvailable:  # a resource run on its own: assume every one
@@ -123,6 +135,8 @@ def _prepare_extraction() -> List[str]:
 
 def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
     """Rows of a yielded item, per table (for the progress line)."""
+    import pyarrow as pa
+
     table, data = resource, item
     if isinstance(item, DataItemWithMeta):
         table, data = getattr(item.meta, "table_name", resource), item.data
@@ -131,6 +145,8 @@ def _count_rows(stats: RunStats, resource: str, item: Any) -> None:
 
 def _arrow_part(item: Any, own_table: str) -> tuple[str, Optional[pa.Table]]:
     """(table name, Arrow table) of a yielded item; the table is None for dict rows."""
+    import pyarrow as pa
+
     if isinstance(item, DataItemWithMeta) and isinstance(item.data, pa.Table):
         return getattr(item.meta, "table_name", own_table), item.data
     return own_table, item if isinstance(item, pa.Table) else None
@@ -165,6 +181,8 @@ def _per_job(
     own_table = table_name or name
 
     def per_job(task: JobTask) -> Iterator[Any]:
+        from .columnar import with_row_ids
+
         if task.job is None:
             if task.last:
                 yield from _for_dlt(batcher.listing_done(), own_table)
@@ -261,7 +279,6 @@ def openai_fine_tuning(
         and `models`, each merged.
     """
     _arrow_rows_carry_their_load_id()
-    keep_json_hints_quietly(ARROW_RESOURCES)
     connection = resolve_connection(api_type, api_key, base_url, api_version, azure_ad_token)
     options = ApiOptions(
         api_key=connection.credential,
@@ -343,11 +360,32 @@ def openai_fine_tuning(
         )
 
     def read_training_data(task: JobTask) -> Iterator[Any]:
+        from .training_data import iter_training_items
+
         for item in iter_training_items(api, task.ledger, task.job):
             if item.table == "files":
                 yield dlt.mark.with_table_name(item.rows, "files")
             else:
                 yield item.rows
+
+    def read_files(task: JobTask) -> Iterator[Any]:
+        from .job_files import iter_file_rows
+
+        return iter_file_rows(api, task.ledger, task.job, "training_data" in task.selected)
+
+    def read_results(task: JobTask) -> Iterator[Any]:
+        from .job_files import iter_result_rows
+
+        return iter_result_rows(api, task.ledger, task.job)
+
+    def training_data_markers() -> List[Any]:
+        from .columnar import with_row_ids
+        from .training_data import SCHEMA
+
+        return [
+            with_row_ids(SCHEMA.empty_table(), ("file_id", "line")),
+            dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
+        ]
 
     all_resources = [
         # the job row is cheap and needs no request: no thread pool for it
@@ -365,7 +403,7 @@ def openai_fine_tuning(
             "files",
             jobs_to_read,
             api.stats,
-            lambda t: iter_file_rows(api, t.ledger, t.job, "training_data" in t.selected),
+            read_files,
             FILE_COLUMNS,
             batchers["files"],
         ),
@@ -373,7 +411,7 @@ def openai_fine_tuning(
             "results",
             jobs_to_read,
             api.stats,
-            lambda t: iter_result_rows(api, t.ledger, t.job),
+            read_results,
             RESULT_ROW_COLUMNS,
             batchers["results"],
             primary_key=("file_id", "step"),
@@ -389,10 +427,7 @@ def openai_fine_tuning(
             primary_key=("file_id", "line"),
             table_name="training_examples",
             write_disposition=MERGED_ONCE_PER_RUN,  # a file is claimed once per run
-            markers=lambda: [
-                with_row_ids(TRAINING_EXAMPLES_SCHEMA.empty_table(), ("file_id", "line")),
-                dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), "files"),
-            ],
+            markers=training_data_markers,
         ),
         *(spec.resource(api) for spec in ORG_LISTS),
     ]

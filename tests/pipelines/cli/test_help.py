@@ -116,3 +116,24 @@ def test_help_and_version_start_without_dlt():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_loader_and_the_source_import_without_arrow_or_duckdb():
+    """A rerun imports pyarrow (with numpy) and DuckDB while the job list is read ahead, so
+    importing the loader (the source with it) and building the source must not import them
+    (DESIGN.md "Start-up")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipelines.run.loader import load\n"
+        "from sources.openai_fine_tuning import build\n"
+        "build(api_key='sk-x', base_url='http://127.0.0.1:9/v1')\n"
+        "print(sorted(m for m in ('duckdb', 'pyarrow', 'numpy') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -61,6 +61,33 @@ def test_duckdb_file_locked_by_another_process(cli, sandbox, tmp_path):
     assert cli(duckdb_path=target)[0] == 0  # released: the next run works
 
 
+def test_a_rerun_with_the_duckdb_file_locked_makes_no_request(cli, sandbox, tmp_path):
+    """A rerun reads the job list ahead, but only once the DuckDB file is its own."""
+    target = tmp_path / "ft.duckdb"
+    assert cli(duckdb_path=target)[0] == 0
+    sandbox.stats.reset()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
+            " print('ready', flush=True); time.sleep(60)",
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        code, _, err = cli(duckdb_path=target)
+        assert code == 5
+        assert err.startswith(f"openai-ft: error: The DuckDB file '{target}' is locked by")
+        assert sandbox.stats.total == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_corrupt_duckdb_file(cli, sandbox, tmp_path):
     target = tmp_path / "ft.duckdb"
     target.write_bytes(b"this is not a database\n" * 512)

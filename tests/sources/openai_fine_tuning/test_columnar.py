@@ -7,10 +7,10 @@ from sources.openai_fine_tuning.columnar import (
     ColumnTypeError,
     ColumnTypes,
     empty_table,
-    flatten_into,
     table_of,
     with_row_ids,
 )
+from sources.openai_fine_tuning.rows import flatten_into
 from sources.openai_fine_tuning.schema import EVENT_COLUMNS, RESULT_ROW_COLUMNS
 
 EVENTS = ColumnTypes(EVENT_COLUMNS)
