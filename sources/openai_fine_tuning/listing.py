@@ -82,8 +82,9 @@ class ListingAhead:
         self, source_state: Mapping[str, Any], selected: Sequence[str], owner: StateOwner
     ) -> bool:
         """Starts reading the job list ahead, unless there is nothing to stop it by (no
-        listing in `source_state`: a first run, which reads all anyway) or the state is
-        another target's (the run refuses it). True when started.
+        listing in `source_state`: a first run, which reads all anyway), the state is another
+        target's (the run refuses it) or no per-job resource is selected (the run lists no
+        job). True when started.
 
         Args:
             source_state: The source's dlt state as the run found it (read, not kept).
@@ -91,12 +92,13 @@ class ListingAhead:
             owner: The target the state must belong to.
         """
         recorded = source_state.get(LEDGER_KEY)
-        if self._thread is not None or not isinstance(recorded, dict):
-            return False
+        per_job = [r for r in selected if r in PER_JOB_RESOURCES]
+        if self._thread is not None or not isinstance(recorded, dict) or not per_job:
+            return False  # started already, a first run, or no job is read (`models` only)
         if recorded.get("listed_through") is None or not owner.owns(recorded):
             return False
         ledger = JobLedger(copy.deepcopy(recorded), PER_JOB_RESOURCES)
-        rule = StopRule(ledger, [r for r in selected if r in PER_JOB_RESOURCES])
+        rule = StopRule(ledger, per_job)
         self._pages = self._api.iter_pages(JOBS_PATH)
         self._thread = threading.Thread(
             target=self._read, args=(rule,), name="openai-ft-job-list", daemon=True

@@ -296,7 +296,9 @@ def openai_fine_tuning(
         max_requests_per_second=max_requests_per_second,
     )
     api = FineTuningApi(options, stats)
-    listing_ahead = ListingAhead(api)
+    wanted = clean_job_ids(job_ids)
+    # configured job ids are fetched by id: no job list to read ahead
+    listing_ahead = None if wanted else ListingAhead(api)
     if settings is not None:
         settings.listing_ahead = listing_ahead
         settings.workers = options.workers
@@ -305,7 +307,6 @@ def openai_fine_tuning(
             "organization": options.organization,
             "project": options.project,
         }
-    wanted = clean_job_ids(job_ids)
     chosen = clean_resources(resources)
     batchers = {name: ArrowBatcher(ARROW_BATCH_ROWS) for name in PER_JOB_RESOURCES}
 

@@ -18,6 +18,7 @@ from sources.openai_fine_tuning.ledger import LEDGER_KEY, JobLedger, StateOwner
 from sources.openai_fine_tuning.listing import ListingAhead, iter_listed_jobs
 from sources.openai_fine_tuning.options import ApiOptions
 from sources.openai_fine_tuning.settings import PER_JOB_RESOURCES
+from sources.openai_fine_tuning.source import build
 from tests.helpers.loading import API_KEY
 
 JOBS_ROUTE = "GET /v1/fine_tuning/jobs"
@@ -141,3 +142,15 @@ def test_no_page_is_read_ahead_once_a_stop_was_asked(sandbox, world):
         clear_stop()
     assert sandbox.stats.by_route == {}
     ahead.close()
+
+
+def test_nothing_is_read_ahead_when_no_job_list_is_read(sandbox, world):
+    state = _state(sandbox, world, open_ids=[])
+    # only the organization's lists selected: the run lists no job
+    assert not ListingAhead(_api(sandbox)).start({LEDGER_KEY: state}, ["models"], StateOwner())
+    # configured job ids are fetched by id: the source has no reader ahead
+    _, by_id = build(api_key=API_KEY, base_url=sandbox.base_url, job_ids=["ftjob-a"])
+    _, listed = build(api_key=API_KEY, base_url=sandbox.base_url)
+    assert by_id.listing_ahead is None
+    assert isinstance(listed.listing_ahead, ListingAhead)
+    assert sandbox.stats.by_route == {}
