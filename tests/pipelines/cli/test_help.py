@@ -97,43 +97,41 @@ def test_no_progress_line_when_not_asked_and_not_a_terminal(cli, sandbox):
 def test_help_and_version_start_without_dlt():
     """An hourly job and a user typing `--help` should not wait for dlt, DuckDB, Arrow or
     matplotlib to import: the command loads them only for the work that needs them."""
-    import subprocess
-    import sys
-
     code = (
-        "import sys\n"
         "from pipelines.cli import main\n"
         "for args in (['--help'], ['--version'], ['load', '--help'], ['export', '--help']):\n"
         "    try:\n"
         "        main(args)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = ('dlt', 'duckdb', 'pyarrow', 'matplotlib', 'requests')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    assert _imported_after(code, ("dlt", "duckdb", "pyarrow", "matplotlib", "requests")) == []
+
+
+def _imported_after(code: str, modules: tuple) -> list:
+    """Which of `modules` a fresh interpreter has imported after running `code`."""
+    import json
+    import subprocess
+    import sys
+
+    check = (
+        "\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code + check], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_the_loader_and_the_source_import_without_arrow_or_duckdb():
     """A rerun imports pyarrow (with numpy) and DuckDB while the job list is read ahead, so
     importing the loader (the source with it) and building the source must not import them
     (DESIGN.md "Start-up")."""
-    import subprocess
-    import sys
-
     code = (
-        "import sys\n"
         "from pipelines.run.loader import load\n"
         "from sources.openai_fine_tuning import build\n"
         "build(api_key='sk-x', base_url='http://127.0.0.1:9/v1')\n"
-        "print(sorted(m for m in ('duckdb', 'pyarrow', 'numpy') if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert _imported_after(code, ("duckdb", "pyarrow", "numpy")) == []

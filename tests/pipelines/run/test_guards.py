@@ -6,6 +6,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -13,6 +16,28 @@ from pipelines.cli import main
 from tests.helpers import API_KEY, written
 
 OPENAI_FT = [sys.executable, "-m", "pipelines.cli"]
+
+
+@contextmanager
+def duckdb_file_held(target: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding the DuckDB file open, until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
+            " print('ready', flush=True); time.sleep(60)",
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_unwritable_duckdb_path(cli, sandbox, tmp_path):
@@ -34,19 +59,7 @@ def test_missing_parent_directories_are_created(cli, tmp_path):
 
 def test_duckdb_file_locked_by_another_process(cli, sandbox, tmp_path):
     target = tmp_path / "ft.duckdb"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
-            " print('ready', flush=True); time.sleep(60)",
-            str(target),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with duckdb_file_held(target) as holder:
         code, _, err = cli(duckdb_path=target)
         assert code == 5
         assert err == (
@@ -55,9 +68,6 @@ def test_duckdb_file_locked_by_another_process(cli, sandbox, tmp_path):
             " or pass --wait to wait for it"
         )
         assert sandbox.stats.total == 0
-    finally:
-        holder.kill()
-        holder.wait()
     assert cli(duckdb_path=target)[0] == 0  # released: the next run works
 
 
@@ -66,26 +76,11 @@ def test_a_rerun_with_the_duckdb_file_locked_makes_no_request(cli, sandbox, tmp_
     target = tmp_path / "ft.duckdb"
     assert cli(duckdb_path=target)[0] == 0
     sandbox.stats.reset()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
-            " print('ready', flush=True); time.sleep(60)",
-            str(target),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with duckdb_file_held(target):
         code, _, err = cli(duckdb_path=target)
         assert code == 5
         assert err.startswith(f"openai-ft: error: The DuckDB file '{target}' is locked by")
         assert sandbox.stats.total == 0
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_corrupt_duckdb_file(cli, sandbox, tmp_path):
