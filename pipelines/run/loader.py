@@ -80,8 +80,7 @@ def read_job_list_ahead(prepared: PreparedRun, pipeline: dlt.Pipeline) -> bool:
     if listing is None:
         return False
     state = pipeline.state.get("sources", {}).get(prepared.source.name, {})
-    selected = [name for name in prepared.source.selected_resources]
-    return bool(listing.start(state, selected, prepared.owner))
+    return listing.start(state, list(prepared.source.selected_resources), prepared.owner)
 
 
 def load(
