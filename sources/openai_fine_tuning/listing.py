@@ -10,8 +10,11 @@ the run's setup (recovery, dlt's state sync and extract setup) instead of follow
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import queue
 import threading
+import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set
 
 from .http.client import FineTuningApi
@@ -19,7 +22,7 @@ from .http.read_ahead import ReadAhead
 from .http.stopping import stop_requested
 from .ledger import LEDGER_KEY, JobLedger, StateOwner
 from .rows import require_item
-from .settings import JOBS_PATH, PER_JOB_RESOURCES
+from .settings import JOBS_PATH, NOT_TRAINING_YET, PER_JOB_RESOURCES
 
 Page = List[Dict[str, Any]]
 
@@ -178,6 +181,12 @@ class _TakenPages:
             raise got
         return got  # type: ignore[no-any-return]
 
+    def ready(self) -> bool:
+        """True when the next page (or the end, or a failure) has come: `next()` won't wait."""
+        if self._own:
+            return self._ahead._pages is not None and self._ahead._pages.ready()
+        return not self._ahead._queue.empty()
+
     def fetch_next(self) -> None:
         """Fetches the next page meanwhile, once the reader reads the pages itself."""
         if self._own and self._ahead._pages is not None:
@@ -187,39 +196,87 @@ class _TakenPages:
         self._ahead.close()
 
 
+def training_seconds(job: Mapping[str, Any], now: float) -> float:
+    """How long a job has trained: from `created_at` to `finished_at`, or to `now` while it
+    trains (0 s before it starts: validating its files, queued).
+
+    A job's events (one per training step) and checkpoints grow with its training, and their
+    pages come one after another: the longer a job trained, the longer its reads take, however
+    many workers there are. Jobs without usable times count as 0 s.
+    """
+    created, finished = job.get("created_at"), job.get("finished_at")
+    if not isinstance(created, (int, float)) or job.get("status") in NOT_TRAINING_YET:
+        return 0.0
+    end = finished if isinstance(finished, (int, float)) else now
+    return max(0.0, float(end) - float(created))
+
+
+class LongestFirst:
+    """Listed jobs waiting for their reads, the longest trained first (ties: as listed).
+
+    Reads of a long job started last would run alone at the end of a run, one page after
+    another, with every other worker idle (a 5,000-step job: 51 event pages, ~3 s at 50 ms;
+    bench/NOTES.md); started first, they overlap everything else.
+    """
+
+    def __init__(self) -> None:
+        self._heap: List[Any] = []
+        self._now = time.time()
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, job: Dict[str, Any]) -> None:
+        entry = (-training_seconds(job, self._now), next(self._order), job)  # ties: as listed
+        heapq.heappush(self._heap, entry)
+
+    def pop(self) -> Dict[str, Any]:
+        return heapq.heappop(self._heap)[2]  # type: ignore[no-any-return]
+
+
 def iter_listed_jobs(
     api: FineTuningApi,
     ledger: JobLedger,
     selected: Sequence[str],
     ahead: Optional[ListingAhead] = None,
 ) -> Iterator[Dict[str, Any]]:
-    """Jobs some selected resource still needs, from the job list, newest first.
+    """Jobs some selected resource still needs, from the job list, the longest trained of
+    those listed so far first (`LongestFirst`).
 
-    Paging stops by the `StopRule`. Every listed job becomes known to the ledger, for every
-    resource, so a resource selected later still finds it. The pages `ahead` read are taken
-    first when it was started.
+    Paging stops by the `StopRule`; the next page is fetched while the jobs listed wait, and
+    taken in as soon as it has come (a page is waited for only when no listed job is left).
+    Every listed job becomes known to the ledger, for every resource, so a resource selected
+    later still finds it. The pages `ahead` read are taken first when it was started.
     """
     endpoint = api.endpoint(JOBS_PATH)
     rule = StopRule(ledger, selected)
     taken = ahead.take() if ahead is not None else None
     pages = taken if taken is not None else api.iter_pages(JOBS_PATH)
+    waiting = LongestFirst()
+    listed, read_to_end = False, False
     try:
-        for page in pages:
-            jobs = [require_item(item, endpoint, "job") for item in page]
-            done = rule.see(jobs)
-            if not done:
-                pages.fetch_next()  # while this page's jobs are read
-            for job in jobs:
-                if ledger.needs(job["id"], selected):
-                    ledger.register(job["id"])
-                    yield job
-            if done:
-                ledger.finish_listing(rule.newest, vanished=())
-                return
+        while True:
+            while not listed and (not waiting or pages.ready()):
+                page = next(pages, None)
+                if page is None:
+                    listed = read_to_end = True
+                    break
+                jobs = [require_item(item, endpoint, "job") for item in page]
+                listed = rule.see(jobs)
+                if not listed:
+                    pages.fetch_next()  # while the jobs listed are read
+                for job in jobs:
+                    if ledger.needs(job["id"], selected):
+                        ledger.register(job["id"])
+                        waiting.add(job)
+            if not waiting:
+                break
+            yield waiting.pop()
     finally:
         pages.close()
     # read to the end: known jobs not listed any more are gone
-    ledger.finish_listing(rule.newest, vanished=rule.unseen_open)
+    ledger.finish_listing(rule.newest, vanished=rule.unseen_open if read_to_end else ())
 
 
 def iter_configured_jobs(

@@ -18,6 +18,8 @@ DEFAULT_PAGE_SIZE = MAX_PAGE_SIZE
 # A job in one of these states writes no more checkpoints. Any other status, including ones
 # the API adds later (e.g. `paused`), is treated as still moving.
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# statuses of a job that has not started training: no steps, so no events or checkpoints yet
+NOT_TRAINING_YET = frozenset({"validating_files", "queued"})
 
 # What the source reads per job, in this order; each name is a dlt resource. The ledger keeps
 # a job open until every one of them has read it after the job became final. `events` also

@@ -79,6 +79,10 @@ class ReadAhead(Generic[T]):
             self._ahead = ahead = Future()
             _pool().submit(self._fetch, ahead)
 
+    def ready(self) -> bool:
+        """True when the page fetched ahead has come (or failed): `next()` won't wait for it."""
+        return self._ahead is not None and self._ahead.done()
+
     def _fetch(self, ahead: Future[object]) -> None:
         if not ahead.set_running_or_notify_cancel():
             return  # cancelled before it started: no request made
