@@ -83,6 +83,16 @@ def read_job_list_ahead(prepared: PreparedRun, pipeline: dlt.Pipeline) -> bool:
     return listing.start(state, list(prepared.source.selected_resources), prepared.owner)
 
 
+def nothing_to_recover(pipeline: dlt.Pipeline, destination: str, duckdb_path: str) -> bool:
+    """True for a first run into a DuckDB file not created yet, by a pipeline with nothing in
+    its working dir: no package to finish, no state to restore, so recovery's run of dlt
+    (~0.2 s: it creates the file to look for a state) is skipped. A working dir with a state
+    whose file is gone still goes through it (dlt then starts that state over)."""
+    if destination != "duckdb" or os.path.exists(duckdb_path):
+        return False
+    return not pipeline.has_data
+
+
 def load(
     destination: str = "duckdb",
     duckdb_path: str = DUCKDB_PATH,
@@ -154,10 +164,11 @@ def load(
             # A killed run may have left packages (rows + the ledger they advance). dlt's run()
             # would load them and skip extraction: finish them first, then extract as usual.
             # (Opening the DuckDB file here also checks it before any API request.)
+            first_ever = nothing_to_recover(pipeline, destination, duckdb_path)
             with holding_duckdb_file(*holding):
                 if not full_refresh:  # the job list's chain of pages, beside the setup below
                     read_job_list_ahead(prepared, pipeline)
-                recovered = finish_interrupted_run(pipeline)
+                recovered = [] if first_ever else finish_interrupted_run(pipeline)
             summary.recovered_packages = len(recovered)
             # extract, normalize, load as run() does, but with dlt's extract pool sized to our
             # workers (each job's pages are read in that pool, and enough jobs are queued to
