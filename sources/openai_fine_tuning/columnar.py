@@ -27,6 +27,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 _SECONDS = pa.timestamp("s", tz="UTC")
 ROW_ID = "_dlt_id"
 ROW_ID_SEPARATOR = "/"
+LOAD_ID = "_dlt_load_id"
 
 _ARROW_TYPES = {
     "text": pa.string(),
@@ -139,6 +140,22 @@ def with_row_ids(table: pa.Table, key: Sequence[str]) -> pa.Table:
     # NOT NULL column to a table with rows only by failing; where the column exists NOT NULL
     # (the tables 0.1 loaded from dicts), dlt keeps that hint and every value is set
     return table.append_column(pa.field(ROW_ID, pa.string(), nullable=True), ids)
+
+
+def with_load_id_slot(table: pa.Table) -> pa.Table:
+    """The table with a `_dlt_load_id` column for dlt to fill in, unless it has one.
+
+    dlt sets the load id of Arrow rows as it extracts them: in the table's own
+    `_dlt_load_id` column, where the table's schema has it, or else in a column appended last.
+    Appended, it comes after every column the schema learned after its first rows (a new
+    metric name): the extracted file's columns then differ from the schema's order, and dlt's
+    normalize rewrites the whole file instead of importing it (bench/NOTES.md). With the
+    column there, dlt puts the file's columns in the schema's order.
+    """
+    if LOAD_ID in table.column_names:
+        return table
+    slot = pa.repeat(pa.scalar("", pa.string()), table.num_rows)
+    return table.append_column(pa.field(LOAD_ID, pa.string(), nullable=False), slot)
 
 
 def empty_table(types: ColumnTypes, key: Sequence[str]) -> pa.Table:

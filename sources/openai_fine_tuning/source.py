@@ -153,8 +153,20 @@ def _arrow_part(item: Any, own_table: str) -> tuple[str, Optional[pa.Table]]:
 
 
 def _for_dlt(batches: List[Batch], own_table: str) -> Iterator[Any]:
+    from .columnar import with_load_id_slot
+
     for table_name, table in batches:
+        table = with_load_id_slot(table)
         yield table if table_name == own_table else dlt.mark.with_table_name(table, table_name)
+
+
+def _marker_for_dlt(item: Any, own_table: str) -> Iterator[Any]:
+    """A table marker as dlt gets it: an Arrow one as a batch of no rows."""
+    table, rows = _arrow_part(item, own_table)
+    if rows is None:
+        yield item
+    else:
+        yield from _for_dlt([(table, rows)], own_table)
 
 
 def _per_job(
@@ -187,7 +199,8 @@ def _per_job(
             if task.last:
                 yield from _for_dlt(batcher.listing_done(), own_table)
             elif not task.ledger.is_started(name):
-                yield from markers()
+                for marker in markers():
+                    yield from _marker_for_dlt(marker, own_table)
                 task.ledger.mark_started(name)
             return
         if not task.ledger.is_settled(task.job["id"], name):

@@ -147,6 +147,41 @@ def test_python_api_pipeline_run(sandbox, world, tmp_path):
     assert jobs == 12
 
 
+ARROW_TABLES = ("checkpoints", "events", "step_metrics", "step_grader_scores", "results")
+
+
+def test_arrow_files_follow_the_schema_so_normalize_imports_them_and_rows_carry_the_load_id(
+    sandbox, world, tmp_path
+):
+    """Columns learned after a table's first item (the reinforcement jobs' metrics) come after
+    `_dlt_load_id` in dlt's schema; each extracted file must list its columns in that order,
+    or dlt's normalize rewrites the file instead of importing it."""
+    import pyarrow.parquet as pq
+
+    pipeline = python_pipeline(tmp_path, "arrow_order", "a.duckdb")
+    pipeline.extract(openai_fine_tuning(api_key=API_KEY, base_url=sandbox.base_url))
+    (load_id,) = pipeline.list_extracted_load_packages()
+    schema = pipeline.default_schema
+    new_jobs = Path(pipeline.working_dir, "normalize", "extracted", load_id, "new_jobs")
+    files = {
+        f.name.split(".")[0]: f for f in new_jobs.glob("*.parquet") if pq.read_metadata(f).num_rows
+    }
+    assert sorted(files) == sorted(ARROW_TABLES + ("training_examples",))
+    learned_late = list(schema.get_table_columns("checkpoints"))
+    assert learned_late.index("metrics__train_reward_mean") > learned_late.index("_dlt_load_id")
+    for table, path in files.items():
+        assert pq.read_schema(path).names == list(schema.get_table_columns(table)), table
+
+    pipeline.normalize()
+    pipeline.load()
+    with duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True) as con:
+        for table in (*ARROW_TABLES, "training_examples"):
+            load_ids = con.execute(
+                f"SELECT DISTINCT _dlt_load_id FROM {DATASET}.{table}"
+            ).fetchall()
+            assert load_ids == [(load_id,)], table
+
+
 def test_with_resources_checkpoints_only(sandbox, world, tmp_path):
     pipeline = python_pipeline(tmp_path, "only_ckpt", "o.duckdb")
     source = openai_fine_tuning(api_key=API_KEY, base_url=sandbox.base_url)
