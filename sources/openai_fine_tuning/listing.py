@@ -211,6 +211,11 @@ def training_seconds(job: Mapping[str, Any], now: float) -> float:
     return max(0.0, float(end) - float(created))
 
 
+# jobs a listing holds while they wait for their reads, at most (a page more may come in):
+# their records stay in memory, ~10 KB each
+MAX_JOBS_WAITING = 2000
+
+
 class LongestFirst:
     """Listed jobs waiting for their reads, the longest trained first (ties: as listed).
 
@@ -240,12 +245,14 @@ def iter_listed_jobs(
     ledger: JobLedger,
     selected: Sequence[str],
     ahead: Optional[ListingAhead] = None,
+    max_waiting: int = MAX_JOBS_WAITING,
 ) -> Iterator[Dict[str, Any]]:
     """Jobs some selected resource still needs, from the job list, the longest trained of
     those listed so far first (`LongestFirst`).
 
     Paging stops by the `StopRule`; the next page is fetched while the jobs listed wait, and
-    taken in as soon as it has come (a page is waited for only when no listed job is left).
+    taken in as soon as it has come, while fewer than `max_waiting` jobs wait (a page is
+    waited for only when no listed job is left).
     Every listed job becomes known to the ledger, for every resource, so a resource selected
     later still finds it. The pages `ahead` read are taken first when it was started.
     """
@@ -257,7 +264,7 @@ def iter_listed_jobs(
     listed, read_to_end = False, False
     try:
         while True:
-            while not listed and (not waiting or pages.ready()):
+            while not listed and (not waiting or (len(waiting) < max_waiting and pages.ready())):
                 page = next(pages, None)
                 if page is None:
                     listed = read_to_end = True

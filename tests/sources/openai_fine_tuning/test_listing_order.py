@@ -17,17 +17,22 @@ JOBS_ROUTE = "GET /v1/fine_tuning/jobs"
 SELECTED = list(PER_JOB_RESOURCES)
 
 
-def _listed(sandbox: Any, page_size: int) -> List[Dict[str, Any]]:
-    api = FineTuningApi(ApiOptions(api_key=API_KEY, base_url=sandbox.base_url, page_size=page_size))
-    return list(iter_listed_jobs(api, JobLedger({}, PER_JOB_RESOURCES), SELECTED))
+def _api(sandbox: Any, page_size: int) -> FineTuningApi:
+    return FineTuningApi(
+        ApiOptions(api_key=API_KEY, base_url=sandbox.base_url, page_size=page_size)
+    )
+
+
+def _listed(sandbox: Any, page_size: int, **options: Any) -> List[Dict[str, Any]]:
+    ledger = JobLedger({}, PER_JOB_RESOURCES)
+    return list(iter_listed_jobs(_api(sandbox, page_size), ledger, SELECTED, **options))
 
 
 def _as_listed(sandbox: Any) -> List[Dict[str, Any]]:
-    """The job list's one page as the API orders it."""
-    api = FineTuningApi(ApiOptions(api_key=API_KEY, base_url=sandbox.base_url, page_size=100))
-    (page,) = list(api.iter_pages("fine_tuning/jobs"))
+    """The job list as the API orders it."""
+    jobs = [job for page in _api(sandbox, 100).iter_pages("fine_tuning/jobs") for job in page]
     sandbox.stats.reset()
-    return page
+    return jobs
 
 
 def test_one_page_comes_longest_trained_first_ties_as_listed(sandbox):
@@ -54,6 +59,25 @@ def test_several_pages_give_every_job_once_with_one_request_per_page(sandbox, wo
 
     assert sorted(j["id"] for j in jobs) == sorted(j["id"] for j in world.truth_jobs())
     assert len(jobs) == 12
+    assert sandbox.stats.snapshot()["by_route"] == {JOBS_ROUTE: 4}
+
+
+def test_pages_wait_while_max_waiting_jobs_wait(sandbox):
+    pages = [page for page in _api(sandbox, 3).iter_pages("fine_tuning/jobs")]
+    sandbox.stats.reset()
+    now = time.time()
+    # one job may wait: a page comes in only once the last one's jobs are all out
+    expected = [
+        j["id"] for page in pages for j in sorted(page, key=lambda j: -training_seconds(j, now))
+    ]
+
+    ledger = JobLedger({}, PER_JOB_RESOURCES)
+    jobs = []
+    for job in iter_listed_jobs(_api(sandbox, 3), ledger, SELECTED, max_waiting=1):
+        jobs.append(job["id"])
+        time.sleep(0.02)  # a slow reader: the next page has come meanwhile, and waits
+
+    assert jobs == expected
     assert sandbox.stats.snapshot()["by_route"] == {JOBS_ROUTE: 4}
 
 
