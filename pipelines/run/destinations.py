@@ -117,6 +117,21 @@ def uncompressed_extract_files() -> None:
         dlt.config[EXTRACT_COMPRESSION_KEY] = True
 
 
+STAGING_TRUNCATED_KEY = "load.truncate_staging_dataset"
+
+
+def staging_emptied_after_load() -> None:
+    """dlt empties the staging dataset once a load completes (unless configured).
+
+    dlt merges through a staging copy of every table a run writes and, by default, keeps that
+    copy until the next run: the destination holds each row twice (a 1,000-job archive in
+    DuckDB: 97 MB instead of 72 MB), and DuckDB writes both copies when the file is closed
+    (1.2 s instead of 0.5 s, bench/NOTES.md). The next run fills staging again anyway.
+    """
+    if dlt.config.get(STAGING_TRUNCATED_KEY) is None:
+        dlt.config[STAGING_TRUNCATED_KEY] = True
+
+
 def existing_pipeline(
     destination: str = "duckdb",
     duckdb_path: str = DUCKDB_PATH,

@@ -23,6 +23,7 @@ from pipelines.run.destinations import (
     fastest_file_format,
     refresh_views,
     rows_written,
+    staging_emptied_after_load,
     uncompressed_extract_files,
 )
 from pipelines.run.guards import holding_duckdb_file, run_lock
@@ -140,6 +141,7 @@ def load(
     clear_stop()  # a stop asked of an earlier run in this process is not this run's
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
+    staging_emptied_after_load()
     import_in_background()  # what dlt's load step imports, while extraction waits on the API
     prepared: Optional[PreparedRun] = None
     try:
