@@ -142,7 +142,6 @@ def load(
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
     staging_emptied_after_load()
-    import_in_background()  # what dlt's load step imports, while extraction waits on the API
     prepared: Optional[PreparedRun] = None
     try:
         prepared = prepare_run(
@@ -176,6 +175,9 @@ def load(
             # workers (each job's pages are read in that pool, and enough jobs are queued to
             # keep every request slot busy), and normalize on 2 worker processes
             workers = prepared.settings.workers
+            # what dlt's load step imports, while extraction waits on the API (started at the
+            # run's start, its imports held the GIL the setup needed: rerun A/B 0.97)
+            import_in_background()
             pipeline.extract(
                 source,
                 refresh="drop_sources" if full_refresh else None,
