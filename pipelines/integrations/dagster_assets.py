@@ -38,6 +38,7 @@ from pipelines.run.destinations import (
     DUCKDB_PATH,
     fastest_file_format,
     refresh_views,
+    staging_emptied_after_load,
     uncompressed_extract_files,
 )
 from pipelines.run.guards import run_lock, wait_for_duckdb_file
@@ -185,6 +186,7 @@ def build_assets(
     ) -> Iterator[dg.MaterializeResult]:
         clear_stop()
         uncompressed_extract_files()
+        staging_emptied_after_load()
         pool = _extract_pool(workers)
         notify = context.log.info
         try:
