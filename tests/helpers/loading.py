@@ -143,6 +143,22 @@ class Target:
     def count(self, table: str) -> int:
         return self.query(f"SELECT count(*) AS n FROM {{dataset}}.{table}")[0]["n"]
 
+    def staging_rows(self) -> Dict[str, int]:
+        """Rows in each data table of the staging dataset dlt merges through."""
+        with self.pipeline().sql_client() as client, client.with_staging_dataset():
+            listed = (
+                "SELECT table_name FROM information_schema.tables"
+                f" WHERE table_schema = '{client.dataset_name}' AND table_name NOT LIKE '_dlt%'"
+            )
+            with client.execute_query(listed) as cursor:
+                tables = [row[0] for row in cursor.fetchall()]
+            counts = {}
+            for table in tables:
+                name = client.make_qualified_table_name(table)
+                with client.execute_query(f"SELECT count(*) FROM {name}") as cursor:
+                    counts[table] = cursor.fetchone()[0]
+            return counts
+
     @contextmanager
     def reading(self) -> Iterator[None]:
         """The queries inside share one SQL client (and its connection); no load inside."""

@@ -20,10 +20,12 @@ from fake_openai.faults import FaultPlan
 from pipelines.run import TABLES
 from tests.helpers import (
     API_KEY,
+    DATASET,
     REPO,
     RESOURCES,
     TERMINAL,
     Loader,
+    Target,
     assert_history_equal_truth,
     expected_rerun_requests,
 )
@@ -129,15 +131,8 @@ def test_materialize_equals_truth_and_reruns_add_only_what_is_new(loader, world)
     )
     assert first[PREFIX + "checkpoints"]["rows_loaded"] == len(world.truth_checkpoints())
     # each row once in the file: dlt's staging copy is emptied once loaded, as load() does
-    staging = loader.query(
-        "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = '{dataset}_staging' AND table_name NOT LIKE '_dlt%'"
-    )
-    counts = {
-        t: loader.query(f"SELECT count(*) AS n FROM {{dataset}}_staging.{t}")[0]["n"]
-        for t in (row["table_name"] for row in staging)
-    }
-    assert counts == dict.fromkeys(TABLES, 0)
+    staging = Target("duckdb", DATASET, loader.tmp_path)  # the loader's DuckDB file
+    assert staging.staging_rows() == dict.fromkeys(TABLES, 0)
 
     before_jobs = {j["id"]: j for j in world.truth_jobs()}
     before_checkpoints = {c["id"] for c in world.truth_checkpoints()}

@@ -319,25 +319,13 @@ def test_base_url_without_v1_hints_at_it(cli, sandbox):
     )
 
 
-def _staging_rows(target) -> dict:
-    """Rows left in each table of the staging dataset dlt merges through."""
-    with target.pipeline().sql_client() as client, client.with_staging_dataset():
-        counts = {}
-        for table in WRITTEN:
-            with client.execute_query(
-                f"SELECT count(*) FROM {client.make_qualified_table_name(table)}"
-            ) as cursor:
-                counts[table] = cursor.fetchone()[0]
-        return counts
-
-
 def test_load_and_reruns_as_time_passes_on_every_destination(target, sandbox, world):
     options = {"api_key": API_KEY, "base_url": sandbox.base_url, **target.load_options()}
     first = load(**options)
     assert_history_equal_truth(target, world)
     assert first.rows == {table: target.count(table) for table in WRITTEN}
     # each row once in the destination: dlt's staging copy is emptied once loaded
-    assert _staging_rows(target) == dict.fromkeys(WRITTEN, 0)
+    assert target.staging_rows() == dict.fromkeys(WRITTEN, 0)
 
     # nested tables are listed only when rows were written to them
     assert load(**options).rows == no_change_rows(world)
