@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import dlt
 
@@ -27,6 +27,7 @@ from pipelines.run.destinations import (
     uncompressed_extract_files,
 )
 from pipelines.run.guards import holding_duckdb_file, run_lock
+from pipelines.run.package_schema import append_into_new_tables
 from pipelines.run.prepare import PreparedRun, prepare_run
 from pipelines.run.recovery import finish_interrupted_run
 from pipelines.run.signals import end_children_with_parent
@@ -92,6 +93,22 @@ def nothing_to_recover(pipeline: dlt.Pipeline, destination: str, duckdb_path: st
     if destination != "duckdb" or os.path.exists(duckdb_path):
         return False
     return not pipeline.has_data
+
+
+def append_where_nothing_to_merge(pipeline: dlt.Pipeline, connection: Any) -> List[str]:
+    """Makes the packages about to load append into the tables read once per run that the
+    DuckDB dataset does not have yet (`package_schema.append_into_new_tables`: a first load
+    copies its rows once, not through staging); returns those tables. The file is held, so no
+    other process adds a table before the load."""
+    found = connection.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+        [pipeline.dataset_name],
+    ).fetchall()
+    existing = {name for (name,) in found}
+    appended: List[str] = []
+    for load_id in pipeline.list_normalized_load_packages():
+        appended += append_into_new_tables(pipeline, load_id, existing)
+    return appended
 
 
 def load(
@@ -186,7 +203,9 @@ def load(
                 loader_file_format=fastest_file_format(pipeline),
             )
             pipeline.normalize(workers=normalize_workers(pipeline))
-            with holding_duckdb_file(*holding):
+            with holding_duckdb_file(*holding) as held:
+                if held is not None:
+                    append_where_nothing_to_merge(pipeline, held)
                 info = pipeline.load(workers=load_workers(pipeline))
                 summary.views = refresh_views(pipeline)
                 summary.shutdowns = upcoming_shutdowns(pipeline, summary.views)

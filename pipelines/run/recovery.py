@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import dlt
 from dlt.common.storages.load_package import PackageStorage
 
-from sources.openai_fine_tuning.schema import DEDUPLICATED_HINT
+from pipelines.run.package_schema import appended_keys, rank_staging_rows_again
 
 # what every extracted package has from the moment dlt's atomic rename publishes it
 _PACKAGE_PARTS = (
@@ -47,24 +45,21 @@ def drop_half_deleted_extract_packages(pipeline: dlt.Pipeline) -> List[str]:
     return dropped
 
 
-def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> None:
-    """Turns dlt's per-key ranking of staging rows back on for a normalized package a killed
-    run left.
-
-    A package's tables merged `MERGED_ONCE_PER_RUN` hold each key once, so dlt copies their
-    staging rows as they are. But a run killed after a staging copy committed and before dlt
-    recorded the job as done copies that file again when the package is resumed: the same rows
-    twice in staging. dlt loads a package with the schema inside it, so the hint comes out of
-    that schema (written next to it, then renamed over it: a kill leaves one or the other).
-    """
-    package = Path(pipeline.working_dir) / "load" / "normalized" / load_id
-    path = package / PackageStorage.SCHEMA_FILE_NAME
-    schema = json.loads(path.read_text(encoding="utf-8"))
-    declared = [t for t in schema.get("tables", {}).values() if t.pop(DEDUPLICATED_HINT, None)]
-    if declared:
-        fresh = path.with_name(path.name + ".ranked")
-        fresh.write_text(json.dumps(schema), encoding="utf-8")
-        os.replace(fresh, path)
+def keep_one_row_per_key(pipeline: dlt.Pipeline, load_id: str, keys: Dict[str, List[str]]) -> None:
+    """Deletes the rows a resumed package appended twice: a run killed after an append
+    committed and before dlt recorded the job as done appends that file again. Each key of
+    such a table comes once per package (`package_schema.append_into_new_tables`), so of the
+    package's rows one per key stays. DuckDB only, as appending into new tables is."""
+    with pipeline.sql_client() as client:
+        for table, columns in keys.items():
+            name = client.make_qualified_table_name(table)
+            key = ", ".join(client.escape_column_name(column) for column in columns)
+            client.execute_sql(
+                f"DELETE FROM {name} WHERE _dlt_load_id = %s AND rowid NOT IN"
+                f" (SELECT min(rowid) FROM {name} WHERE _dlt_load_id = %s GROUP BY {key})",
+                load_id,
+                load_id,
+            )
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
@@ -76,10 +71,15 @@ def finish_interrupted_run(pipeline: dlt.Pipeline) -> List[str]:
     drop_half_deleted_extract_packages(pipeline)
     normalized = pipeline.list_normalized_load_packages()
     pending = pipeline.list_extracted_load_packages() + normalized
+    appended = {}
     for load_id in normalized:  # only these may be half loaded
         rank_staging_rows_again(pipeline, load_id)
+        appended[load_id] = appended_keys(pipeline, load_id)
     info = pipeline.run()
     # dlt drops the packages of a first run whose destination was never created (it wipes the
     # working dir to restore state from it): count what it really loaded
     loaded = set(info.loads_ids) if info is not None else set()
+    for load_id, keys in appended.items():
+        if keys and load_id in loaded:
+            keep_one_row_per_key(pipeline, load_id, keys)
     return [load_id for load_id in pending if load_id in loaded]

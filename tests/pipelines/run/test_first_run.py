@@ -50,3 +50,39 @@ def test_a_deleted_duckdb_file_with_the_working_dir_kept_loads_everything_again(
 
     assert loader.sandbox.stats.by_route == first_load_routes(world)
     assert_history_equal_truth(loader, world)
+
+
+def _staging_tables(loader):
+    found = loader.query(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = '{dataset}_staging' AND table_name NOT LIKE '_dlt%'"
+    )
+    return {row["table_name"] for row in found}
+
+
+def test_tables_new_to_the_file_are_appended_and_the_others_merged(loader, world):
+    """A table read once per run that the DuckDB dataset does not have yet is appended (there
+    is nothing to merge with: dlt would copy its rows twice, through staging); the tables
+    already there merge. Later runs merge everything, and the tables still equal the truth."""
+    loader.run(resources=["jobs", "checkpoints"])
+    assert _staging_tables(loader) == {"jobs"}
+
+    loader.run()  # every resource: checkpoints merge, the tables new to the file are appended
+
+    assert _staging_tables(loader) == {"jobs", "checkpoints", "files", "models"}
+    assert_history_equal_truth(loader, world)
+    world.advance(seconds=3600, new_checkpoints=2)
+    world.add_job(status="running", checkpoints=1)
+    loader.run()
+    assert _staging_tables(loader) == {
+        "jobs",
+        "checkpoints",
+        "events",
+        "step_metrics",
+        "step_grader_scores",
+        "files",
+        "results",
+        "training_examples",
+        "models",
+    }
+    assert_history_equal_truth(loader, world)

@@ -324,8 +324,11 @@ def test_load_and_reruns_as_time_passes_on_every_destination(target, sandbox, wo
     first = load(**options)
     assert_history_equal_truth(target, world)
     assert first.rows == {table: target.count(table) for table in WRITTEN}
-    # each row once in the destination: dlt's staging copy is emptied once loaded
-    assert target.staging_rows() == dict.fromkeys(WRITTEN, 0)
+    # each row once in the destination: dlt's staging copy is emptied once loaded; a first
+    # load into DuckDB appends the tables read once per run (nothing to merge with), so
+    # staging has only the tables a run writes twice
+    merged_first = ("jobs", "files", "models") if target.name == "duckdb" else WRITTEN
+    assert target.staging_rows() == dict.fromkeys(merged_first, 0)
 
     # nested tables are listed only when rows were written to them
     assert load(**options).rows == no_change_rows(world)
@@ -334,3 +337,5 @@ def test_load_and_reruns_as_time_passes_on_every_destination(target, sandbox, wo
         world.add_job(status="running", checkpoints=1)
         load(**options)
         assert_history_equal_truth(target, world)
+    # later runs merge every table through staging (and empty it)
+    assert target.staging_rows() == dict.fromkeys(WRITTEN, 0)

@@ -205,6 +205,36 @@ DEDUPLICATED_TABLES = {
 }
 
 
+def test_resumed_package_with_an_append_made_twice_loads_each_row_once(loader, world):
+    """Tables the DuckDB dataset does not have yet are appended (here all but `jobs`, which
+    the first run loaded alone); a run killed after an append committed, before dlt recorded
+    the job as done, appends that file again when its package is resumed. Recovery keeps one
+    row per key of those tables."""
+    import duckdb
+
+    from pipelines.run.loader import append_where_nothing_to_merge
+
+    pipeline, load_id = _package_normalized_not_loaded(loader)
+    with duckdb.connect(str(loader.duckdb_path)) as connection:
+        appended = append_where_nothing_to_merge(pipeline, connection)
+    assert set(appended) == DEDUPLICATED_TABLES
+    new_jobs = Path(pipeline.working_dir) / "load" / "normalized" / load_id / "new_jobs"
+    for table in sorted(DEDUPLICATED_TABLES):  # each file of these tables, as if appended twice
+        for job_file in new_jobs.glob(f"{table}.*.parquet"):
+            _, file_id, retry, ext = job_file.name.split(".")
+            shutil.copyfile(job_file, job_file.with_name(f"{table}.{file_id}x.{retry}.{ext}"))
+
+    summary = loader.run()
+
+    assert summary.recovered_packages == 1
+    assert_history_equal_truth(loader, world)
+    for table in DEDUPLICATED_TABLES:
+        (duplicates,) = loader.query(
+            f"SELECT count(*) - count(DISTINCT _dlt_id) AS n FROM openai_fine_tuning.{table}"
+        )
+        assert duplicates == {"n": 0}, table
+
+
 def test_tables_read_once_per_run_are_declared_deduplicated(loader):
     from sources.openai_fine_tuning.schema import DEDUPLICATED_HINT
 
