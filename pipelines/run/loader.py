@@ -35,6 +35,7 @@ from pipelines.run.summary import LoadSummary
 from pipelines.run.warmup import import_in_background
 from sources.openai_fine_tuning import RunStats, ledger_counts
 from sources.openai_fine_tuning.http.stopping import clear_stop
+from sources.openai_fine_tuning.source import ARROW_LOAD_ID_KEY
 
 NORMALIZE_WORKERS = min(2, os.cpu_count() or 1)
 # Below this much extracted data, normalize in this process: forking the pool and polling it
@@ -95,19 +96,24 @@ def nothing_to_recover(pipeline: dlt.Pipeline, destination: str, duckdb_path: st
     return not pipeline.has_data
 
 
-def append_where_nothing_to_merge(pipeline: dlt.Pipeline, connection: Any) -> List[str]:
+def append_where_nothing_to_merge(pipeline: dlt.Pipeline) -> List[str]:
     """Makes the packages about to load append into the tables read once per run that the
     DuckDB dataset does not have yet (`package_schema.append_into_new_tables`: a first load
-    copies its rows once, not through staging); returns those tables. The file is held, so no
-    other process adds a table before the load."""
-    found = connection.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-        [pipeline.dataset_name],
-    ).fetchall()
-    existing = {name for (name,) in found}
+    copies its rows once, not through staging); returns those tables. Called with the file
+    held, so no other process adds a table before the load. Not when the Arrow rows would not
+    carry their load id (configured off): recovery finds a resumed package's rows by it."""
+    if dlt.config.get(ARROW_LOAD_ID_KEY) is False:
+        return []
+    with pipeline.sql_client() as client:  # its dataset name is the normalized one dlt writes
+        found = client.execute_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            client.dataset_name,
+        )
+    existing = {name for (name,) in found or []}
     appended: List[str] = []
     for load_id in pipeline.list_normalized_load_packages():
         appended += append_into_new_tables(pipeline, load_id, existing)
+        existing.update(appended)  # a second package would merge into what the first wrote
     return appended
 
 
@@ -205,7 +211,7 @@ def load(
             pipeline.normalize(workers=normalize_workers(pipeline))
             with holding_duckdb_file(*holding) as held:
                 if held is not None:
-                    append_where_nothing_to_merge(pipeline, held)
+                    append_where_nothing_to_merge(pipeline)
                 info = pipeline.load(workers=load_workers(pipeline))
                 summary.views = refresh_views(pipeline)
                 summary.shutdowns = upcoming_shutdowns(pipeline, summary.views)

@@ -29,7 +29,9 @@ from dlt.common.storages.load_package import PackageStorage
 
 from sources.openai_fine_tuning.schema import DEDUPLICATED_HINT
 
-# what a table appended in its first load was declared as
+# what a table appended because it was new to the destination was declared as (it stays in
+# the schema dlt stores in the destination, and in one a new working dir restores from there;
+# dlt sets the table back to merge on the next extraction and keeps the hint)
 APPENDED_HINT = "x-openai-ft-appended"
 _MERGE_HINTS = ("write_disposition", "x-merge-strategy", DEDUPLICATED_HINT)
 
@@ -91,5 +93,5 @@ def appended_keys(pipeline: dlt.Pipeline, load_id: str) -> Dict[str, List[str]]:
     return {
         name: [c for c, column in table["columns"].items() if column.get("primary_key")]
         for name, table in schema.get("tables", {}).items()
-        if APPENDED_HINT in table
+        if APPENDED_HINT in table and table.get("write_disposition") == "append"
     }

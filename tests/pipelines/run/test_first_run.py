@@ -52,10 +52,23 @@ def test_a_deleted_duckdb_file_with_the_working_dir_kept_loads_everything_again(
     assert_history_equal_truth(loader, world)
 
 
-def _staging_tables(loader):
+EVERY_TABLE = {
+    "jobs",
+    "checkpoints",
+    "events",
+    "step_metrics",
+    "step_grader_scores",
+    "files",
+    "results",
+    "training_examples",
+    "models",
+}
+
+
+def _staging_tables(loader, dataset="openai_fine_tuning"):
     found = loader.query(
         "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = '{dataset}_staging' AND table_name NOT LIKE '_dlt%'"
+        f" WHERE table_schema = '{dataset}_staging' AND table_name NOT LIKE '_dlt%'"
     )
     return {row["table_name"] for row in found}
 
@@ -74,15 +87,18 @@ def test_tables_new_to_the_file_are_appended_and_the_others_merged(loader, world
     world.advance(seconds=3600, new_checkpoints=2)
     world.add_job(status="running", checkpoints=1)
     loader.run()
-    assert _staging_tables(loader) == {
-        "jobs",
-        "checkpoints",
-        "events",
-        "step_metrics",
-        "step_grader_scores",
-        "files",
-        "results",
-        "training_examples",
-        "models",
-    }
+    assert _staging_tables(loader) == EVERY_TABLE
     assert_history_equal_truth(loader, world)
+
+
+def test_a_dataset_name_dlt_normalizes_still_merges_after_the_first_load(loader, world):
+    """`--dataset FineTuning` is written as `fine_tuning`: the tables found there are the
+    ones that exist, so the second run merges them (looking for `FineTuning` would append
+    into them on every run)."""
+    loader.run(dataset="FineTuning")
+    assert _staging_tables(loader, "fine_tuning") == {"jobs", "files", "models"}
+    world.advance(seconds=3600, new_checkpoints=2)
+
+    loader.run(dataset="FineTuning")
+
+    assert _staging_tables(loader, "fine_tuning") == EVERY_TABLE

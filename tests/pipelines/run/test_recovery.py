@@ -205,34 +205,78 @@ DEDUPLICATED_TABLES = {
 }
 
 
-def test_resumed_package_with_an_append_made_twice_loads_each_row_once(loader, world):
-    """Tables the DuckDB dataset does not have yet are appended (here all but `jobs`, which
-    the first run loaded alone); a run killed after an append committed, before dlt recorded
-    the job as done, appends that file again when its package is resumed. Recovery keeps one
-    row per key of those tables."""
+def _appended_then_killed_before_recorded(loader):
+    """What a SIGKILL leaves after a package appended into the tables new to the DuckDB file
+    (all but `jobs`, which the first run loaded alone) and its `checkpoints` append committed,
+    before dlt recorded that job as done: the package pending again, that job started, no
+    load recorded. Meanwhile another load of the same target (another working dir) wrote some
+    of the package's events. Returns the pipeline and the package's load id."""
     import duckdb
 
     from pipelines.run.loader import append_where_nothing_to_merge
 
     pipeline, load_id = _package_normalized_not_loaded(loader)
+    with duckdb.connect(str(loader.duckdb_path)):  # held, as load() holds it
+        assert set(append_where_nothing_to_merge(pipeline)) == DEDUPLICATED_TABLES
+    pipeline.load()
+    root = Path(pipeline.working_dir) / "load"
+    package = root / "normalized" / load_id
+    shutil.move(root / "loaded" / load_id, package)
+    (package / "package_completed.json").unlink()  # written once every job was done
+    job = sorted((package / "completed_jobs").glob("checkpoints.*.parquet"))[0]
+    job.rename(package / "started_jobs" / job.name)
     with duckdb.connect(str(loader.duckdb_path)) as connection:
-        appended = append_where_nothing_to_merge(pipeline, connection)
-    assert set(appended) == DEDUPLICATED_TABLES
-    new_jobs = Path(pipeline.working_dir) / "load" / "normalized" / load_id / "new_jobs"
-    for table in sorted(DEDUPLICATED_TABLES):  # each file of these tables, as if appended twice
-        for job_file in new_jobs.glob(f"{table}.*.parquet"):
-            _, file_id, retry, ext = job_file.name.split(".")
-            shutil.copyfile(job_file, job_file.with_name(f"{table}.{file_id}x.{retry}.{ext}"))
+        connection.execute("DELETE FROM openai_fine_tuning._dlt_loads WHERE load_id = ?", [load_id])
+        connection.execute(
+            "INSERT INTO openai_fine_tuning.events SELECT * REPLACE ('1700000000.1' AS"
+            " _dlt_load_id) FROM openai_fine_tuning.events WHERE _dlt_load_id = ? LIMIT 5",
+            [load_id],
+        )
+    return pipeline, load_id
 
-    summary = loader.run()
 
-    assert summary.recovered_packages == 1
+def _assert_each_row_once(loader, world):
     assert_history_equal_truth(loader, world)
     for table in DEDUPLICATED_TABLES:
         (duplicates,) = loader.query(
             f"SELECT count(*) - count(DISTINCT _dlt_id) AS n FROM openai_fine_tuning.{table}"
         )
         assert duplicates == {"n": 0}, table
+
+
+def test_resumed_package_that_appended_a_file_twice_keeps_each_row_once(loader, world):
+    """The resumed package appends the checkpoints file again; recovery leaves of each key
+    the package's row, once (the events another load wrote too included)."""
+    from pipelines.run.recovery import APPENDED_PACKAGES_FILE
+
+    pipeline, _ = _appended_then_killed_before_recorded(loader)
+
+    summary = loader.run()
+
+    assert summary.recovered_packages == 1
+    _assert_each_row_once(loader, world)
+    assert not (Path(pipeline.working_dir) / APPENDED_PACKAGES_FILE).exists()
+
+
+def test_cleaning_a_resumed_package_survives_a_kill_after_its_load(loader, world):
+    """Recovery records the package before dlt loads it; a run killed after dlt recorded the
+    load and before the duplicates were deleted leaves them to the next run, which deletes
+    them."""
+    from pipelines.run.package_schema import appended_keys
+    from pipelines.run.recovery import _record_appended_packages
+
+    pipeline, load_id = _appended_then_killed_before_recorded(loader)
+    _record_appended_packages(pipeline, {load_id: appended_keys(pipeline, load_id)})
+    pipeline.load()  # the resumed load, then the kill
+    (doubled,) = loader.query(
+        "SELECT count(*) - count(DISTINCT _dlt_id) AS n FROM openai_fine_tuning.checkpoints"
+    )
+    assert doubled["n"] > 0
+
+    summary = loader.run()
+
+    assert summary.recovered_packages == 0
+    _assert_each_row_once(loader, world)
 
 
 def test_tables_read_once_per_run_are_declared_deduplicated(loader):
