@@ -36,6 +36,7 @@ from pipelines.run.destinations import (
     DATASET_NAME,
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
+    extract_pool_polled_often,
     fastest_file_format,
     refresh_views,
     staging_emptied_after_load,
@@ -187,6 +188,7 @@ def build_assets(
         clear_stop()
         uncompressed_extract_files()
         staging_emptied_after_load()
+        extract_pool_polled_often()
         pool = _extract_pool(workers)
         notify = context.log.info
         try:

@@ -20,6 +20,7 @@ from pipelines.run.destinations import (
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_PATH,
     describe_destination,
+    extract_pool_polled_often,
     fastest_file_format,
     refresh_views,
     rows_written,
@@ -165,6 +166,7 @@ def load(
     end_children_with_parent()  # normalize's worker processes, should this one be killed
     uncompressed_extract_files()
     staging_emptied_after_load()
+    extract_pool_polled_often()
     prepared: Optional[PreparedRun] = None
     try:
         prepared = prepare_run(

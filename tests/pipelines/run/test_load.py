@@ -339,3 +339,19 @@ def test_load_and_reruns_as_time_passes_on_every_destination(target, sandbox, wo
         assert_history_equal_truth(target, world)
     # later runs merge every table through staging (and empty it)
     assert target.staging_rows() == dict.fromkeys(WRITTEN, 0)
+
+
+def test_dlt_extraction_polls_its_pool_every_2_ms_unless_configured(loader, monkeypatch):
+    """dlt sleeps a poll interval whenever a parallel step ends a generator (each job's read
+    ends one): load() makes it 2 ms instead of dlt's 10 (bench/NOTES.md), unless configured."""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.extract.pipe_iterator import PipeIterator
+
+    def resolved() -> float:
+        return resolve_configuration(PipeIterator.PipeIteratorConfiguration()).futures_poll_interval
+
+    loader.run(resources=["jobs"])
+    assert resolved() == 0.002
+    monkeypatch.setenv("EXTRACT__FUTURES_POLL_INTERVAL", "0.05")
+    loader.run(resources=["jobs"])
+    assert resolved() == 0.05

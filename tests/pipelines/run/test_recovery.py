@@ -205,6 +205,10 @@ DEDUPLICATED_TABLES = {
 }
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
 def _appended_then_killed_before_recorded(loader):
     """What a SIGKILL leaves after a package appended into the tables new to the DuckDB file
     (all but `jobs`, which the first run loaded alone) and its `checkpoints` append committed,
@@ -212,6 +216,7 @@ def _appended_then_killed_before_recorded(loader):
     load recorded. Meanwhile another load of the same target (another working dir) wrote some
     of the package's events. Returns the pipeline and the package's load id."""
     import duckdb
+    import pyarrow.parquet as pq
 
     from pipelines.run.loader import append_where_nothing_to_merge
 
@@ -223,7 +228,9 @@ def _appended_then_killed_before_recorded(loader):
     package = root / "normalized" / load_id
     shutil.move(root / "loaded" / load_id, package)
     (package / "package_completed.json").unlink()  # written once every job was done
-    job = sorted((package / "completed_jobs").glob("checkpoints.*.parquet"))[0]
+    # the file with rows (the table's first file may be its empty marker)
+    job = max((package / "completed_jobs").glob("checkpoints.*.parquet"), key=_size)
+    assert pq.read_metadata(job).num_rows > 0
     job.rename(package / "started_jobs" / job.name)
     with duckdb.connect(str(loader.duckdb_path)) as connection:
         connection.execute("DELETE FROM openai_fine_tuning._dlt_loads WHERE load_id = ?", [load_id])
