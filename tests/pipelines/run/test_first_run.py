@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+from pipelines.run import TABLES
 from tests.helpers import (
     TERMINAL,
     assert_history_equal_truth,
@@ -52,17 +53,7 @@ def test_a_deleted_duckdb_file_with_the_working_dir_kept_loads_everything_again(
     assert_history_equal_truth(loader, world)
 
 
-EVERY_TABLE = {
-    "jobs",
-    "checkpoints",
-    "events",
-    "step_metrics",
-    "step_grader_scores",
-    "files",
-    "results",
-    "training_examples",
-    "models",
-}
+EVERY_TABLE = {*TABLES, "step_grader_scores"}  # every table a complete load writes
 
 
 def _staging_tables(loader, dataset="openai_fine_tuning"):
