@@ -80,7 +80,7 @@ def wait_for_duckdb_file(
 @contextmanager
 def holding_duckdb_file(
     destination: str, path: str, wait: bool, timeout: float, notify: Notify
-) -> Iterator[Optional[duckdb.DuckDBPyConnection]]:
+) -> Iterator[None]:
     """Keeps the DuckDB file open in this process for the steps inside (as
     `wait_for_duckdb_file` opens it); nothing for other destinations.
 
@@ -89,14 +89,13 @@ def holding_duckdb_file(
     start the database and checkpoint it on close. While one connection stays open, DuckDB
     shares the open database with every new connection of this process (~1 ms). A run holds
     the file only while it writes, not while it reads the API, so readers get it in between.
-    Yields the connection (None for other destinations).
     """
     if destination != "duckdb":
-        yield None
+        yield
         return
     connection = wait_for_duckdb_file(path, wait, timeout, notify)
     try:
-        yield connection
+        yield
     finally:
         connection.close()
 

@@ -211,8 +211,8 @@ def load(
                 loader_file_format=fastest_file_format(pipeline),
             )
             pipeline.normalize(workers=normalize_workers(pipeline))
-            with holding_duckdb_file(*holding) as held:
-                if held is not None:
+            with holding_duckdb_file(*holding):
+                if destination == "duckdb":
                     append_where_nothing_to_merge(pipeline)
                 info = pipeline.load(workers=load_workers(pipeline))
                 summary.views = refresh_views(pipeline)

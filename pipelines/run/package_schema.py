@@ -38,14 +38,19 @@ _MERGE_HINTS = ("write_disposition", "x-merge-strategy", DEDUPLICATED_HINT)
 Table = Dict[str, Any]
 
 
+def _schema_path(pipeline: dlt.Pipeline, load_id: str) -> Path:
+    """The schema inside a normalized package, the one dlt loads it with."""
+    package = Path(pipeline.working_dir) / "load" / "normalized" / load_id
+    return package / PackageStorage.SCHEMA_FILE_NAME
+
+
 def _edit_package_schema(
     pipeline: dlt.Pipeline, load_id: str, edit: Callable[[Table], bool]
 ) -> List[str]:
     """Applies `edit` to every table of a normalized package's schema; returns the tables it
     changed. The new schema is written next to the old one, then renamed over it: a kill
     leaves one or the other."""
-    package = Path(pipeline.working_dir) / "load" / "normalized" / load_id
-    path = package / PackageStorage.SCHEMA_FILE_NAME
+    path = _schema_path(pipeline, load_id)
     schema = json.loads(path.read_text(encoding="utf-8"))
     changed = [name for name, table in schema.get("tables", {}).items() if edit(table)]
     if changed:
@@ -88,8 +93,7 @@ def rank_staging_rows_again(pipeline: dlt.Pipeline, load_id: str) -> List[str]:
 def appended_keys(pipeline: dlt.Pipeline, load_id: str) -> Dict[str, List[str]]:
     """The tables a normalized package appends into (`append_into_new_tables`), each with its
     primary key's columns."""
-    package = Path(pipeline.working_dir) / "load" / "normalized" / load_id
-    schema = json.loads((package / PackageStorage.SCHEMA_FILE_NAME).read_text(encoding="utf-8"))
+    schema = json.loads(_schema_path(pipeline, load_id).read_text(encoding="utf-8"))
     return {
         name: [c for c, column in table["columns"].items() if column.get("primary_key")]
         for name, table in schema.get("tables", {}).items()
