@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 from urllib.parse import quote
 
 import dlt
@@ -250,7 +250,8 @@ def iter_new_items(
                     yield new
                 break
             earlier = this_page
-            pages.fetch_next()  # while this page's rows are made
+            # while this page's rows are made; pages fetched ahead are judged by this rule
+            pages.fetch_next(keep_going=lambda page: _reaches_no_loaded(page, cursor_at))
             if new:
                 yield new
     finally:
@@ -258,3 +259,15 @@ def iter_new_items(
     ledger.advance(job_id, spec.name, newest_at, newest_ids)
     if job.get("status") in TERMINAL_STATUSES:
         ledger.settle(job_id, spec.name)
+
+
+def _reaches_no_loaded(page: List[Any], cursor_at: Optional[int]) -> bool:
+    """`iter_new_items`' rule for wanting the page after `page`, on its raw items: none is
+    older than the cursor. False for an item the reader will reject (it stops there)."""
+    if cursor_at is None:
+        return True
+    for item in page:
+        at = item.get("created_at") if type(item) is dict else None
+        if type(at) is not int or at < cursor_at:
+            return False
+    return True

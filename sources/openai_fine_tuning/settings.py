@@ -45,6 +45,8 @@ DEFAULT_BACKOFF_MAX = 8.0
 # Concurrency: checkpoints of different jobs are read in parallel
 DEFAULT_WORKERS = 8
 MAX_WORKERS = 64
+# pages of one list fetched ahead of its reader, at most (http/read_ahead.py)
+READ_AHEAD_PAGES = 4
 
 # Unix-seconds fields typed as TIMESTAMP WITH TIME ZONE in the destination.
 JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")

@@ -1,4 +1,5 @@
-"""One page ahead: the next page is fetched on another thread only once it is wanted, its
+"""Pages ahead: the next page is fetched on another thread only once it is wanted (further
+ones while the reader's rule wants them, up to a depth), its
 failure surfaces where the page is read, and closing never waits for it nor closes the pages
 under it. (That a successful load makes exactly the requests it made before is kept by the
 request counts of test_incremental and test_full_load.)"""
@@ -191,3 +192,41 @@ def test_fetching_past_the_last_page_ends_the_pages():
     with pytest.raises(StopIteration):
         next(reader)
     assert pages.closed
+
+
+def test_with_the_readers_rule_pages_are_fetched_ahead_up_to_the_depth():
+    pages = Pages(8)
+    reader = ReadAhead(iter(pages), depth=3)
+    assert next(reader) == 1
+    reader.fetch_next(keep_going=lambda page: True)  # the reader's rule: every page wants more
+    assert pages.asked[4].wait(WAIT_S)  # pages 2, 3 and 4 asked for without the reader
+    assert reader._ahead[-1].result(WAIT_S) == 4
+    assert not pages.asked[5].is_set()  # held by the depth
+    assert next(reader) == 2  # room for one more
+    assert pages.asked[5].wait(WAIT_S)
+    assert list(reader) == [3, 4, 5, 6, 7, 8]
+    assert len(pages.fetched_by) == 8 and pages.closed
+
+
+def test_pages_fetched_ahead_stop_where_the_readers_rule_does():
+    pages = Pages(8)
+    reader = ReadAhead(iter(pages), depth=4)
+    assert next(reader) == 1
+    reader.fetch_next(keep_going=lambda page: page < 3)  # page 3 reaches what was loaded
+    assert next(reader) == 2
+    assert next(reader) == 3
+    reader.close()  # the reader stops at page 3, as its rule said
+    assert pages.closed_event.wait(WAIT_S)
+    assert len(pages.fetched_by) == 3  # page 4 never asked for
+    assert not pages.asked[4].is_set()
+
+
+def test_a_rule_that_raises_stops_fetching_ahead():
+    pages = Pages(4)
+    reader = ReadAhead(iter(pages))
+    assert next(reader) == 1
+    reader.fetch_next(keep_going=lambda page: 1 / 0)
+    assert next(reader) == 2
+    reader.close()
+    assert pages.closed_event.wait(WAIT_S)
+    assert not pages.asked[3].is_set()
