@@ -11,7 +11,7 @@ a list means adding a `JobList` below and its name to `settings.RESOURCES`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 from urllib.parse import quote
 
@@ -225,6 +225,8 @@ def iter_new_items(
     # ids of this page and the one before: an item a page repeats from the page before is
     # yielded once (the tables are declared deduplicated per run, `schema.MERGED_ONCE_PER_RUN`)
     earlier: Set[str] = set()
+    # the stop rule below, applied by the read-ahead to the pages it fetches
+    wants_next = partial(_reaches_no_loaded, cursor_at=cursor_at)
     try:
         for page in pages:
             new: List[Row] = []
@@ -250,8 +252,7 @@ def iter_new_items(
                     yield new
                 break
             earlier = this_page
-            # while this page's rows are made; pages fetched ahead are judged by this rule
-            pages.fetch_next(keep_going=lambda page: _reaches_no_loaded(page, cursor_at))
+            pages.fetch_next(keep_going=wants_next)  # while this page's rows are made
             if new:
                 yield new
     finally:
