@@ -286,10 +286,16 @@ def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
     rows: List[List[str]] = []
     for label, world, resources in cases:
         sandbox = Sandbox(latency_ms=0, **world)
+        floor: Optional[Dict[str, Any]] = None
         try:
             workdir = root / f"stress_{len(rows)}"
             workdir.mkdir()
             r = measure("ours", sandbox, workdir, args.workers, resources=resources)
+            if world.get("jobs") == 1:  # a job's chain of pages: what a rows/s goal can reach
+                (workdir / "floor").mkdir()
+                floor = measure(
+                    "floor", sandbox, workdir / "floor", args.workers, resources=resources
+                )
         finally:
             sandbox.close()
         rows.append(
@@ -302,6 +308,19 @@ def stress(args: argparse.Namespace, root: Path) -> List[List[str]]:
                 f"{r['peak_rss_mb']:.0f} MB",
             ]
         )
+        if floor is not None:
+            # the floor makes none of these rows: its wall, at this project's rows, is the
+            # fastest rows/s the same requests, one after another, allow
+            rows.append(
+                [
+                    f"{label}: raw floor, at this project's rows",
+                    _fmt(floor["wall"]),
+                    str(floor["requests"]),
+                    f"{r['rows']:,}",
+                    f"{r['rows'] / floor['wall']:,.0f}",
+                    f"{floor['peak_rss_mb']:.0f} MB",
+                ]
+            )
     return rows
 
 
