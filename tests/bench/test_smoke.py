@@ -56,5 +56,17 @@ def test_bench_runs_and_writes_its_report(tmp_path):
             if line.startswith(case)
         }
         assert counts["this project"] == counts["raw floor"] > 12, (case, counts)
+    # a single job's 0 ms cases have their floor, making the same requests, beside them
+    for case in ("| 1 job x 300 checkpoints", "| 1 job x 600 steps (events)"):
+        ours_row = next(line for line in report.splitlines() if line.startswith(case + " |"))
+        floor_row = next(
+            line
+            for line in report.splitlines()
+            if line.startswith(case + ": raw floor, at this project's rows |")
+        )
+        assert ours_row.split(" | ")[2] == floor_row.split(" | ")[2], (ours_row, floor_row)
+    assert not any(
+        line.startswith("| 20 jobs x 3 checkpoints: raw floor") for line in report.splitlines()
+    )
     rate_row = next(line for line in report.splitlines() if "requests/s allowed |" in line)
     assert rate_row.rstrip(" |").endswith("yes"), rate_row  # the rate-limited load is exact
