@@ -96,14 +96,15 @@ class ApiOptions:
 class SourceSettings:
     """What the source resolved from its arguments, dlt config and the environment, for the
     caller: `workers` (to size dlt's extract pool to) and the API identity (base URL after
-    Azure's resolution, organization, project: which account the state belongs to), and the
-    job list's reader ahead (`listing_ahead`)."""
+    Azure's resolution, organization, project: which account the state belongs to), the
+    job list's reader ahead (`listing_ahead`) and the slots of job steps (`job_slots`)."""
 
     workers: int = DEFAULT_WORKERS
     api_identity: Dict[str, Any] = field(default_factory=dict)
     # the job list read ahead (`listing.ListingAhead`): the caller starts it once the run may
     # make requests, with the state as the run found it
     listing_ahead: Any = None
+    job_slots: Any = None  # `job_slots.JobSlots`: how many jobs' readers worked at once
 
 
 def clean_job_ids(job_ids: Union[None, str, Sequence[str]]) -> List[str]:

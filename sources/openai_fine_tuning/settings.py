@@ -47,6 +47,13 @@ DEFAULT_WORKERS = 8
 MAX_WORKERS = 64
 # pages of one list fetched ahead of its reader, at most (http/read_ahead.py)
 READ_AHEAD_PAGES = 4
+# Job steps at work at once (job_slots.py): the workers while this process uses less than
+# CPU_IDLE of a core, one fewer per JOB_SLOTS_WINDOW seconds it uses CPU_BUSY or more, never
+# fewer than FEWEST_JOB_SLOTS
+FEWEST_JOB_SLOTS = 2
+JOB_SLOTS_WINDOW = 0.25
+CPU_BUSY = 0.9
+CPU_IDLE = 0.7
 
 # Unix-seconds fields typed as TIMESTAMP WITH TIME ZONE in the destination.
 JOB_TIMESTAMP_FIELDS = ("created_at", "finished_at", "estimated_finish")

@@ -16,11 +16,13 @@ resource reads lives in its own module.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    ContextManager,
     Dict,
     FrozenSet,
     Iterable,
@@ -41,6 +43,7 @@ from .batching import ArrowBatcher, Batch
 from .connection import resolve_connection, setting
 from .http.client import FineTuningApi, redact_url
 from .job_lists import JOB_LISTS, JobList, iter_new_items, register_table
+from .job_slots import JobSlots
 from .ledger import LEDGER_KEY, JobLedger, StateOwner, job_counts
 from .listing import ListingAhead, iter_configured_jobs, iter_listed_jobs
 from .options import ApiOptions, SourceSettings, clean_job_ids, clean_resources
@@ -169,6 +172,9 @@ def _marker_for_dlt(item: Any, own_table: str) -> Iterator[Any]:
         yield from _for_dlt([(table, rows)], own_table)
 
 
+_DONE = object()  # what `next()` gives for a job's items that ended
+
+
 def _per_job(
     name: str,
     tasks: DltResource,
@@ -181,16 +187,20 @@ def _per_job(
     parallelized: bool = True,
     table_name: Optional[str] = None,
     write_disposition: TWriteDispositionConfig = MERGED,
+    slots: Optional[JobSlots] = None,
 ) -> DltResource:
     """A merged transformer over the jobs to read that skips jobs settled for it.
 
     With `parallelized`, each job's generator runs in dlt's extract thread pool, one step at
-    a time, so one job's pages stay in order while jobs overlap. Arrow tables go to dlt in
-    batches gathered across jobs (`batching`); rows of the resource's own table get their
-    `_dlt_id` from `primary_key`. `write_disposition` is its own table's (`schema.MERGED`, or
-    `schema.MERGED_ONCE_PER_RUN` when a run yields each of its rows at most once).
+    a time, so one job's pages stay in order while jobs overlap; each step takes one of
+    `slots` (`job_slots`: fewer steps at once while the CPU is the bottleneck). Arrow tables
+    go to dlt in batches gathered across jobs (`batching`); rows of the resource's own table
+    get their `_dlt_id` from `primary_key`. `write_disposition` is its own table's
+    (`schema.MERGED`, or `schema.MERGED_ONCE_PER_RUN` when a run yields each of its rows at
+    most once).
     """
     own_table = table_name or name
+    step: ContextManager[Any] = slots if slots is not None else nullcontext()
 
     def per_job(task: JobTask) -> Iterator[Any]:
         from .columnar import with_row_ids
@@ -204,15 +214,21 @@ def _per_job(
                 task.ledger.mark_started(name)
             return
         if not task.ledger.is_settled(task.job["id"], name):
-            for item in read(task):
-                _count_rows(stats, name, item)
-                table, rows = _arrow_part(item, own_table)
-                if rows is None:
-                    yield item
-                    continue
-                if table == own_table:
-                    rows = with_row_ids(rows, primary_key)
-                yield from _for_dlt(batcher.add(table, rows), own_table)
+            items = iter(read(task))
+            while True:
+                with step:  # one step: an item read and batched, not its way to dlt
+                    item = next(items, _DONE)
+                    if item is _DONE:
+                        break
+                    _count_rows(stats, name, item)
+                    table, rows = _arrow_part(item, own_table)
+                    if rows is None:
+                        ready = [item]
+                    else:
+                        if table == own_table:
+                            rows = with_row_ids(rows, primary_key)
+                        ready = list(_for_dlt(batcher.add(table, rows), own_table))
+                yield from ready
         stats.count_job_done(name)
         yield from _for_dlt(batcher.job_done(), own_table)
 
@@ -312,8 +328,10 @@ def openai_fine_tuning(
     wanted = clean_job_ids(job_ids)
     # configured job ids are fetched by id: no job list to read ahead
     listing_ahead = None if wanted else ListingAhead(api)
+    slots = JobSlots(options.workers)
     if settings is not None:
         settings.listing_ahead = listing_ahead
+        settings.job_slots = slots
         settings.workers = options.workers
         settings.api_identity = {
             "base_url": redact_url(options.base_url).rstrip("/"),
@@ -371,6 +389,7 @@ def openai_fine_tuning(
             batchers[spec.name],
             markers=spec.table_markers,
             write_disposition=MERGED_ONCE_PER_RUN,  # a job's list is read once per run
+            slots=slots,
         )
 
     def read_training_data(task: JobTask) -> Iterator[Any]:
@@ -420,6 +439,7 @@ def openai_fine_tuning(
             read_files,
             FILE_COLUMNS,
             batchers["files"],
+            slots=slots,
         ),
         _per_job(
             "results",
@@ -430,6 +450,7 @@ def openai_fine_tuning(
             batchers["results"],
             primary_key=("file_id", "step"),
             write_disposition=MERGED_ONCE_PER_RUN,  # a results file is read once, ever
+            slots=slots,
         ),
         _per_job(
             "training_data",
@@ -442,6 +463,7 @@ def openai_fine_tuning(
             table_name="training_examples",
             write_disposition=MERGED_ONCE_PER_RUN,  # a file is claimed once per run
             markers=training_data_markers,
+            slots=slots,
         ),
         *(spec.resource(api) for spec in ORG_LISTS),
     ]
