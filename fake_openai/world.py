@@ -126,6 +126,7 @@ class FineTuningWorld:
         generation.plan_files(self, big_training_file_bytes)
         today = datetime.date.today() if today is None else today
         self._models = ModelCatalog(today, self.now + ANNOUNCE_AFTER)
+        self._model_patches: Dict[str, Dict[str, Any]] = {}  # raw fields set by `patch_model`
         generation.plan_models(self)
 
     # ---- building -------------------------------------------------------------------------
@@ -308,7 +309,20 @@ class FineTuningWorld:
         """What `GET /models` lists, in OpenAI's shape (or Azure's), in served order."""
         shape = azure_model if azure else openai_model
         with self._lock:
-            return [shape(entry) for entry in self._model_entries()]
+            return [
+                {**shape(entry), **self._model_patches.get(entry.id, {})}
+                for entry in self._model_entries()
+            ]
+
+    def patch_model(self, model_id: str, **fields: Any) -> None:
+        """Sets raw fields of a listed model as served (e.g. an `owned_by` that is a number).
+
+        Raises:
+            UnknownModelError: The model is not listed.
+        """
+        with self._lock:
+            self.get_model(model_id)
+            self._model_patches.setdefault(model_id, {}).update(fields)
 
     def get_model(self, model_id: str, azure: bool = False) -> Dict[str, Any]:
         """What `GET /models/{model}` serves.
@@ -320,7 +334,7 @@ class FineTuningWorld:
         with self._lock:
             for entry in self._model_entries():
                 if entry.id == model_id:
-                    return shape(entry)
+                    return {**shape(entry), **self._model_patches.get(entry.id, {})}
         raise UnknownModelError(model_id)
 
     def announce_shutdown(self, model_id: str, date: Optional[str]) -> None:

@@ -2,8 +2,9 @@
 
 dlt writes Arrow tables straight to Parquet and its normalize does no per-row work on them;
 the same rows as Python dicts cost about 60 µs each in dlt's extract and normalize. So every
-table with many rows is handed to dlt as Arrow (the few `jobs`, `files` and `models` rows stay
-dicts).
+table with many rows is handed to dlt as Arrow (the few `jobs` and `files` rows stay dicts;
+`models` is one list, but re-read on every run: as dicts its ~4,000 rows in the benchmark's
+organization were a tenth of a no-change rerun).
 
 Column types come from the resource's hints (`schema.py`); a column no hint names is typed
 from its values: numbers DOUBLE (rows carry every metric as a float), text VARCHAR, booleans
@@ -15,6 +16,7 @@ JSON text.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, Collection, Dict, List, Mapping, Sequence
 
 import orjson
@@ -76,6 +78,8 @@ def _column(name: str, values: List[Any], types: ColumnTypes) -> pa.Array:
     if name in types.json:
         return pa.array([_json_text(v) for v in values], pa.string())
     if name in types.timestamps:
+        if any(isinstance(v, datetime) for v in values):  # `models`: a few rows, made as dates
+            return _declared(name, values, TIMESTAMP, "a timestamp")
         # rows carry Unix seconds (range-checked by `rows.unix_seconds`): no datetime per row
         return _declared(name, values, pa.int64(), "Unix seconds").cast(_SECONDS).cast(TIMESTAMP)
     declared = types.types.get(name)

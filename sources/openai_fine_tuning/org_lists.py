@@ -11,17 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Tuple
 
 import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
-from .errors import AuthenticationError
+from .errors import AuthenticationError, UpstreamError
 from .http.client import FineTuningApi
 from .rows import model_row
 from .schema import MODEL_COLUMNS
 from .settings import MODELS_PATH
+
+if TYPE_CHECKING:  # imported on first use: the source imports without pyarrow (DESIGN.md)
+    import pyarrow as pa
+
+    from .columnar import ColumnTypes
 
 Row = Dict[str, Any]
 
@@ -47,6 +53,27 @@ class OrgList:
     scope: str
     unknown: str
 
+    @cached_property
+    def types(self) -> ColumnTypes:
+        from .columnar import ColumnTypes
+
+        return ColumnTypes(self.columns)
+
+    def _table(self, rows: List[Row], endpoint: str) -> pa.Table:
+        """The rows as one Arrow table (`columnar`: normalize imports it, no per-row work),
+        `_dlt_id` made of `id`.
+
+        Raises:
+            UpstreamError: when a value does not fit its column's type, naming the endpoint.
+        """
+        from . import columnar
+
+        try:
+            table = columnar.table_of(rows, self.types, ("id",))
+        except columnar.ColumnTypeError as error:
+            raise UpstreamError(f"{endpoint} answered {self.name} with {error}") from None
+        return columnar.with_load_id_slot(table)
+
     def resource(self, api: FineTuningApi) -> DltResource:
         """The merged dlt resource that reads the list once per run."""
 
@@ -69,7 +96,7 @@ class OrgList:
             rows: List[Row] = [self.row(item, endpoint, seen_at) for item in listed]
             api.stats.count_rows(self.name, len(rows))
             if rows:
-                yield rows
+                yield self._table(rows, endpoint)
 
         return dlt.resource(
             read,

@@ -76,7 +76,7 @@ if TYPE_CHECKING:  # imported on first use: the source imports without pyarrow (
     import pyarrow as pa
 
 # the resources whose rows go to dlt as Arrow tables (`columnar`)
-ARROW_RESOURCES = ("checkpoints", "events", "results", "training_data")
+ARROW_RESOURCES = ("checkpoints", "events", "results", "training_data", "models")
 # dlt gives rows it gets as Arrow tables (`training_examples`) no `_dlt_load_id` unless told:
 # every table then says which load wrote a row, as the others do (and a run's rows can be
 # counted in the destination). Set here, unless configured, so `pipeline.run()` gets it too.

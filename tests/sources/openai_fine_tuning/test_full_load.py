@@ -147,7 +147,7 @@ def test_python_api_pipeline_run(sandbox, world, tmp_path):
     assert jobs == 12
 
 
-ARROW_TABLES = ("checkpoints", "events", "step_metrics", "step_grader_scores", "results")
+ARROW_TABLES = ("checkpoints", "events", "step_metrics", "step_grader_scores", "results", "models")
 
 
 def test_arrow_files_follow_the_schema_so_normalize_imports_them_and_rows_carry_the_load_id(

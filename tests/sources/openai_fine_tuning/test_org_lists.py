@@ -135,3 +135,17 @@ def test_dates_from_an_earlier_listing_say_so(loader, world, sandbox):
     [line] = [line for line in summary.lines() if "stop serving within 90 days" in line]
     assert line.endswith("(view model_lifecycle) — dates from an earlier run's models list")
     assert summary.shutdowns.models > 0  # the archive still knows the dates it read
+
+
+def test_a_model_whose_owner_is_not_text_ends_the_run_naming_the_list_and_the_value(cli, world):
+    """`models` goes to dlt as an Arrow table typed by its hints: a value that does not fit
+    stops the run with one line, as a misfit in the per-job lists does."""
+    model = world.truth_models()[0]["id"]
+    world.patch_model(model, owned_by=1234)
+
+    code, out, err = cli()
+
+    assert code == 4 and out == ""
+    assert err.splitlines() == [
+        "openai-ft: error: GET /v1/models answered models with owned_by 1234 (not string)"
+    ]
