@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 
+from .errors import UpstreamError
+
 # dlt loads timestamps in microseconds; timezone-aware columns are UTC
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _SECONDS = pa.timestamp("s", tz="UTC")
@@ -78,7 +80,7 @@ def _column(name: str, values: List[Any], types: ColumnTypes) -> pa.Array:
     if name in types.json:
         return pa.array([_json_text(v) for v in values], pa.string())
     if name in types.timestamps:
-        if any(isinstance(v, datetime) for v in values):  # `models`: a few rows, made as dates
+        if any(isinstance(v, datetime) for v in values):  # `models`: few rows, as datetimes
             return _declared(name, values, TIMESTAMP, "a timestamp")
         # rows carry Unix seconds (range-checked by `rows.unix_seconds`): no datetime per row
         return _declared(name, values, pa.int64(), "Unix seconds").cast(_SECONDS).cast(TIMESTAMP)
@@ -127,6 +129,17 @@ def table_of(rows: Sequence[Mapping[str, Any]], types: ColumnTypes, key: Sequenc
     ]
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return with_row_ids(table, key)
+
+
+def checked_table_of(
+    rows: Sequence[Mapping[str, Any]], types: ColumnTypes, key: Sequence[str], answered: str
+) -> pa.Table:
+    """`table_of`, or an `UpstreamError` "<answered> with <column> <value> (not <type>)" for
+    a value that does not fit its column (`answered` names the endpoint and what it sent)."""
+    try:
+        return table_of(rows, types, key)
+    except ColumnTypeError as error:
+        raise UpstreamError(f"{answered} with {error}") from None
 
 
 def with_row_ids(table: pa.Table, key: Sequence[str]) -> pa.Table:

@@ -19,7 +19,6 @@ import dlt
 from dlt.common.schema.typing import TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.resource import DltResource
 
-from .errors import UpstreamError
 from .http.client import FineTuningApi
 from .ledger import JobLedger
 from .rows import checkpoint_row, event_row, grader_rows, require_item, step_metrics_row
@@ -152,10 +151,7 @@ class JobList:
             (t.name, t.types, t.key, derived[t.name]) for t in self.derived if derived.get(t.name)
         ]
         for name, types, key, rows in tables:
-            try:
-                table = columnar.table_of(rows, types, key)
-            except columnar.ColumnTypeError as error:
-                raise UpstreamError(f"{endpoint} answered {self.item}s with {error}") from None
+            table = columnar.checked_table_of(rows, types, key, f"{endpoint} answered {self.item}s")
             yield table if name == self.name else dlt.mark.with_table_name(table, name)
 
 

@@ -18,7 +18,7 @@ import dlt
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.resource import DltResource
 
-from .errors import AuthenticationError, UpstreamError
+from .errors import AuthenticationError
 from .http.client import FineTuningApi
 from .rows import model_row
 from .schema import MODEL_COLUMNS
@@ -68,10 +68,9 @@ class OrgList:
         """
         from . import columnar
 
-        try:
-            table = columnar.table_of(rows, self.types, ("id",))
-        except columnar.ColumnTypeError as error:
-            raise UpstreamError(f"{endpoint} answered {self.name} with {error}") from None
+        table = columnar.checked_table_of(
+            rows, self.types, ("id",), f"{endpoint} answered {self.name}"
+        )
         return columnar.with_load_id_slot(table)
 
     def resource(self, api: FineTuningApi) -> DltResource:
