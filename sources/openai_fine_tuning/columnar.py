@@ -80,7 +80,9 @@ def _column(name: str, values: List[Any], types: ColumnTypes) -> pa.Array:
     if name in types.json:
         return pa.array([_json_text(v) for v in values], pa.string())
     if name in types.timestamps:
-        if any(isinstance(v, datetime) for v in values):  # `models`: few rows, as datetimes
+        # `models` makes its few rows with datetimes; the first value says which (a mix fails
+        # below, naming the value): one look per column, not a scan of every page's values
+        if isinstance(next((v for v in values if v is not None), None), datetime):
             return _declared(name, values, TIMESTAMP, "a timestamp")
         # rows carry Unix seconds (range-checked by `rows.unix_seconds`): no datetime per row
         return _declared(name, values, pa.int64(), "Unix seconds").cast(_SECONDS).cast(TIMESTAMP)
